@@ -1,0 +1,54 @@
+"""The exceptions syncd raises on purpose.
+
+Each class names a *kind* of failure; only ``syncd.cli`` turns them into exit codes. Messages are
+written for a tired administrator: what went wrong, where, and what to do about it. They must never
+contain a secret (token, password).
+"""
+
+from __future__ import annotations
+
+
+class SyncdError(Exception):
+    """Base class for failures that syncd explains itself (never shown as a traceback)."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class ConfigError(SyncdError):
+    """The configuration is wrong: a bad key, a missing secret, a wrong URL, a rejected filter."""
+
+
+class SourceDataError(SyncdError):
+    """The source data cannot be used: unreadable or empty file, missing columns, bad encoding."""
+
+
+class SourceUnavailable(SyncdError):
+    """The source cannot be reached (LDAP server down on every URL)."""
+
+
+class HybridboxUnavailable(SyncdError):
+    """Hybridbox did not answer usefully within the retry budget (5xx, 429, network errors)."""
+
+
+class NotAuthorized(SyncdError):
+    """Hybridbox refused the token (401) or the token lacks a capability (403)."""
+
+
+class GuardTripped(SyncdError):
+    """A safety guard refused to apply this cycle (source too small, too many creates, ...)."""
+
+
+class LockHeld(SyncdError):
+    """Another syncd process holds the lock on the same state file."""
+
+
+class StateError(SyncdError):
+    """The state database cannot be opened or is from a newer syncd."""

@@ -1,0 +1,143 @@
+"""Log lines an administrator can grep: one event per line, ``key=value`` text or JSON.
+
+Code logs through :func:`event`, which names the event and passes fields as keywords::
+
+    event(log, "mailbox.created", anchor="E1001", address="anna.meier@example.com")
+
+renders as::
+
+    2026-11-25T10:00:00Z INFO mailbox.created cycle=c7f3 anchor=E1001 address=anna.meier@...
+
+The current cycle id (set by the engine) is added to every line of that cycle. Files are opened
+with ``WatchedFileHandler`` so that logrotate can move them away: the handler notices and reopens.
+Secrets never reach a log line: nothing here logs config values, and :func:`redact` masks a token
+if one ever slips into a message from a library.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import logging.handlers
+import re
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from syncd.config import LoggingConfig
+
+_cycle_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("cycle_id", default=None)
+_SECRETS: set[str] = set()
+_BARE = re.compile(r"^[A-Za-z0-9_.@:/+\-]+$")
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret so that it is masked should it ever appear in a log line."""
+    if len(value) >= 6:
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+@contextmanager
+def cycle_context(cycle_id: str) -> Iterator[None]:
+    token = _cycle_id.set(cycle_id)
+    try:
+        yield
+    finally:
+        _cycle_id.reset(token)
+
+
+def current_cycle() -> str | None:
+    return _cycle_id.get()
+
+
+def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log one event. ``fields`` values are rendered with str(); None values are left out."""
+    if logger.isEnabledFor(level):
+        logger.log(level, name, extra={"syncd_fields": fields})
+
+
+def _quote(value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if text and _BARE.match(text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    cycle = getattr(record, "syncd_cycle", None)
+    if cycle:
+        fields["cycle"] = cycle
+    for key, value in getattr(record, "syncd_fields", {}).items():
+        if value is not None:
+            fields[key] = value
+    return fields
+
+
+class _CycleFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.syncd_cycle = _cycle_id.get()
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+        parts = [stamp, record.levelname, record.getMessage()]
+        parts += [f"{key}={_quote(value)}" for key, value in _fields(record).items()]
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return redact(line)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "level": record.levelname,
+            "event": record.getMessage(),
+        }
+        for key, value in _fields(record).items():
+            data[key] = value if isinstance(value, int | float | bool) else str(value)
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(data, ensure_ascii=False))
+
+
+def setup_logging(config: LoggingConfig, *, stderr: bool | None = None) -> None:
+    """(Re)configure the ``syncd`` logger from the config; safe to call again on reload."""
+    root = logging.getLogger("syncd")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(config.level)
+    root.propagate = False
+    formatter: logging.Formatter = (
+        JsonFormatter() if config.format == "json" else TextFormatter()
+    )
+    handlers: list[logging.Handler] = []
+    if stderr if stderr is not None else config.stderr:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    if config.file is not None:
+        Path(config.file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.WatchedFileHandler(config.file, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(_CycleFilter())
+        root.addHandler(handler)
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(name if name.startswith("syncd") else f"syncd.{name}")

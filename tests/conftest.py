@@ -1,0 +1,3 @@
+"""Shared fixtures. The heavy lifting lives in tests/support/; fixtures here are thin wrappers."""
+
+from __future__ import annotations
