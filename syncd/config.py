@@ -294,6 +294,16 @@ class HybridboxConfig(Section):
 # --------------------------------------------------------------------------------- other sections
 
 
+# Scripts that addresses.fallback_scripts may name: the first word of their letters' Unicode names
+# (see syncd.addresses.script_of). Only used by AddressesConfig.
+FallbackScript = Literal[
+    "Han", "Hiragana", "Katakana", "Hangul", "Yi", "Mongolian", "Tibetan",
+    "Arabic", "Hebrew", "Syriac", "Thaana", "Ethiopic", "Armenian", "Georgian",
+    "Cyrillic", "Greek", "Thai", "Lao", "Khmer", "Myanmar", "Sinhala", "Devanagari",
+    "Bengali", "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam",
+]  # fmt: skip
+
+
 class AddressesConfig(Section):
     # Tried in order; {first} {last} {f} {l} {anchor} and {n} (2, 3, ... for clashes).
     templates: list[str] = Field(
@@ -303,8 +313,27 @@ class AddressesConfig(Section):
     locale: str | None = None
     # Used when a name has no sensible Latin form (e.g. CJK with no romanization).
     fallback_template: str = "user.{anchor}"
+    # Names with a letter of one of these scripts skip `templates` and use `fallback_template`.
+    # Han by default: whether 王 is "wang" (Mandarin), "ou" (Japanese) or "wong" (Cantonese)
+    # cannot be read from the characters. Other scripts are transliterated (Cyrillic, Greek,
+    # kana, Hangul, ...); add e.g. Arabic or Hebrew here if their vowel-less spelling is unwanted.
+    # [] sends nobody to the fallback for their script (Han then comes out as Mandarin pinyin).
+    fallback_scripts: list[FallbackScript] = Field(default=["Han"])
     # Addresses of leavers stay reserved this long before they may be issued again.
-    reserve_days: int = Field(365, ge=0)
+    reserve_days: int = Field(default=365, ge=0)
+
+    @model_validator(mode="after")
+    def _check_templates(self) -> AddressesConfig:
+        # syncd.addresses owns the template rules; imported here so that loading the schema
+        # does not depend on the address code (and anyascii) at import time.
+        from syncd.addresses import template_problem
+
+        problems = [template_problem(t) for t in self.templates]
+        problems.append(template_problem(self.fallback_template, fallback=True))
+        for problem in problems:
+            if problem is not None:
+                raise ValueError(problem)
+        return self
 
 
 class StateConfig(Section):

@@ -124,9 +124,7 @@ def setup_logging(config: LoggingConfig, *, stderr: bool | None = None) -> None:
         handler.close()
     root.setLevel(config.level)
     root.propagate = False
-    formatter: logging.Formatter = (
-        JsonFormatter() if config.format == "json" else TextFormatter()
-    )
+    formatter: logging.Formatter = JsonFormatter() if config.format == "json" else TextFormatter()
     handlers: list[logging.Handler] = []
     if stderr if stderr is not None else config.stderr:
         handlers.append(logging.StreamHandler(sys.stderr))
@@ -137,6 +135,17 @@ def setup_logging(config: LoggingConfig, *, stderr: bool | None = None) -> None:
         handler.setFormatter(formatter)
         handler.addFilter(_CycleFilter())
         root.addHandler(handler)
+
+
+def log_to_files(name: str, level: int, **fields: Any) -> None:
+    """Log an event to the log file(s) only: for errors the CLI already printed on stderr."""
+    root = logging.getLogger("syncd")
+    record = root.makeRecord(
+        root.name, level, "(cli)", 0, name, (), None, extra={"syncd_fields": fields}
+    )
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
 
 
 def get_logger(name: str) -> logging.Logger:

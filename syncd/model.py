@@ -26,6 +26,8 @@ class Person:
     start_date: date | None = None
     disabled: bool = False
     digest: str = field(default="", compare=False)
+    # Where the record came from ("line 12", a DN), for log lines; not part of the identity.
+    origin: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not self.digest:
@@ -60,3 +62,6 @@ class ReadReport:
     complete: bool = False
     incomplete_reason: str | None = None
     warnings: int = 0
+    # Anchors of rejected records (when they had one): they are not "missing" from the source,
+    # only broken in it, so they must not count towards leaving.
+    rejected_anchors: list[str] = field(default_factory=list)

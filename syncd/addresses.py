@@ -1,0 +1,461 @@
+"""Choosing mailbox local parts (the part before the ``@``) from people's names.
+
+Everything here is a pure function of its arguments: no I/O, no clock, no randomness, so the same
+person and config always give the same candidates in the same order (``syncd plan`` relies on it).
+
+How a name becomes a *name token* (``name_token``), decided once for every template:
+
+1. NFC-normalize, then drop what is not part of a name: symbols and emoji, controls, punctuation
+   other than dashes and apostrophes. Letters, combining marks, digits, spaces, dashes and
+   apostrophes stay.
+2. Transliterate (``transliterate``): the locale's small table first (``de``: ä→ae ...), then a
+   fixed Greek digraph step, then ``anyascii`` for every other script.
+3. Lower-case. Spaces, apostrophes and dots are *removed* — "O'Brien" → ``obrien``,
+   "van der Berg" → ``vanderberg``, "Mary Ann" → ``maryann``, "St. John" → ``stjohn`` — because the
+   dot is the separator templates put *between* first and last name, and ``jan.van.der.berg``
+   would hide where the last name starts. Dashes stay as one ``-``: "Müller-Lüdenscheidt" →
+   ``mueller-luedenscheidt`` (de). Anything else that is not ``[a-z0-9]`` is dropped; runs of
+   ``-`` collapse and leading/trailing ``-`` go. ``''`` when nothing usable remains.
+
+Locale tables (``addresses.locale``; only the language part counts: ``de_AT`` and ``de-CH`` are
+``de``). They follow the usual national convention for e-mail addresses:
+
+- ``de``: ä→ae, ö→oe, ü→ue, ß→ss (the German passport and e-mail convention).
+- ``fr``: accents dropped, ç→c, œ→oe, æ→ae. The same as the general step; written out so that the
+  convention is visible and tested.
+- ``da``, ``nb``, ``nn``, ``no``: æ→ae, ø→oe, å→aa (the official fallback spelling without the
+  letters). Organisations that prefer ø→o, å→a get exactly that with no locale set.
+- ``sv``, ``fi``: å→a, ä→a, ö→o — Swedish and Finnish addresses drop the dots and ring rather
+  than spell them out ("Åsa Jääskeläinen" → ``asa.jaaskelainen``).
+- ``is``: þ→th, ð→d, æ→ae, ö→o.
+- Greek, whatever the locale: ου→ou, γγ→ng, αυ/ευ/ηυ→av/ev/iv (af/ef/if before a voiceless
+  consonant or at the end of a word), as in ELOT 743; ``anyascii`` alone would write
+  Παπαδόπουλος as "papadopoylos".
+
+Names containing a letter of a script listed in ``addresses.fallback_scripts`` (default: Han,
+whose reading — Mandarin pinyin, Japanese, Cantonese, Korean — cannot be known from the
+characters) skip the name templates and go straight to ``addresses.fallback_template``; so do
+names whose token comes out empty. The script of a character is taken from its Unicode name
+("HIRAGANA LETTER A" is Hiragana; "CJK UNIFIED IDEOGRAPH-4E00" is Han), since Python's
+``unicodedata`` has no script property.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from anyascii import anyascii
+
+from syncd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from syncd.config import AddressesConfig
+    from syncd.model import Person
+
+LOCAL_PART_MAX = 64
+
+# The emulator's rule (and a safe subset of RFC 5321's dot-atom): [a-z0-9._-], 1..64 characters,
+# no leading, trailing or doubled dot.
+_VALID_LOCAL_PART = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
+
+
+def is_valid_local_part(value: str) -> bool:
+    """True when ``value`` is a local part Hybridbox (as we understand it) accepts."""
+    return 1 <= len(value) <= LOCAL_PART_MAX and _VALID_LOCAL_PART.fullmatch(value) is not None
+
+
+# ---------------------------------------------------------------------------- transliteration
+
+
+def _with_capitals(table: Mapping[str, str]) -> dict[str, str]:
+    """Add the capital form of every lower-case letter: ä→ae gives Ä→Ae."""
+    full = dict(table)
+    for small, latin in table.items():
+        capital = small.upper()
+        if len(capital) == 1 and capital != small:
+            full.setdefault(capital, latin.capitalize())
+    return full
+
+
+_GERMAN = _with_capitals({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"}) | {"ẞ": "SS"}
+_FRENCH = _with_capitals(
+    {
+        **dict.fromkeys("àâä", "a"),
+        **dict.fromkeys("éèêë", "e"),
+        **dict.fromkeys("îï", "i"),
+        **dict.fromkeys("ôö", "o"),
+        **dict.fromkeys("ùûü", "u"),
+        "ÿ": "y",
+        "ç": "c",
+        "œ": "oe",
+        "æ": "ae",
+    }
+)
+_DANISH_NORWEGIAN = _with_capitals({"æ": "ae", "ø": "oe", "å": "aa"})
+_SWEDISH_FINNISH = _with_capitals({"å": "a", "ä": "a", "ö": "o"})
+_ICELANDIC = _with_capitals({"þ": "th", "ð": "d", "æ": "ae", "ö": "o"})
+
+_LOCALE_TABLES: dict[str, dict[str, str]] = {
+    "de": _GERMAN,
+    "fr": _FRENCH,
+    "da": _DANISH_NORWEGIAN,
+    "nb": _DANISH_NORWEGIAN,
+    "nn": _DANISH_NORWEGIAN,
+    "no": _DANISH_NORWEGIAN,
+    "sv": _SWEDISH_FINNISH,
+    "fi": _SWEDISH_FINNISH,
+    "is": _ICELANDIC,
+}
+
+
+def _language(locale: str | None) -> str | None:
+    """``"de_AT.UTF-8"`` → ``"de"``; ``None`` or blank → ``None``."""
+    if not locale:
+        return None
+    return re.split(r"[-_.@]", locale.strip().lower(), maxsplit=1)[0] or None
+
+
+# ELOT 743: αυ, ευ, ηυ are v before a vowel or voiced consonant, f before a voiceless consonant
+# or at the end of the word; ου is ou. The accent of a diphthong sits on its second letter.
+_GREEK_U_DIPHTHONG = re.compile("([αΑεΕηΗοΟ])([υΥύΎ])(?=(.?))", re.DOTALL)
+_GREEK_VOICELESS = set("θκξπστφχψςΘΚΞΠΣΤΦΧΨ")
+_GREEK_VOWELS = {"α": "a", "ε": "e", "η": "i", "ο": "o"}
+
+
+def _greek_diphthong(match: re.Match[str]) -> str:
+    first, second, following = match.group(1), match.group(2), match.group(3)
+    vowel = _GREEK_VOWELS[first.lower()]
+    if vowel == "o":
+        latin = "ou"
+    else:
+        is_greek_letter = following != "" and "GREEK" in unicodedata.name(following, "")
+        voiceless = not is_greek_letter or following in _GREEK_VOICELESS
+        latin = vowel + ("f" if voiceless else "v")
+    if first.isupper() and second.isupper():
+        return latin.upper()
+    return latin.capitalize() if first.isupper() else latin
+
+
+def _greek_digraphs(text: str) -> str:
+    if not any("\u0370" <= char <= "\u03ff" for char in text):
+        return text
+    # Diphthongs first: whether αυ is "av" or "af" depends on the Greek letter after it.
+    text = _GREEK_U_DIPHTHONG.sub(_greek_diphthong, text)
+    return text.replace("γγ", "ng").replace("Γγ", "Ng").replace("ΓΓ", "NG")
+
+
+def transliterate(text: str, locale: str | None) -> str:
+    """ASCII form of ``text``: the locale's table first, then Greek digraphs, then anyascii.
+
+    Case and punctuation are kept (``name_token`` deals with them). Deterministic and idempotent:
+    the result is ASCII, which every step leaves unchanged.
+    """
+    text = unicodedata.normalize("NFC", text)
+    if text.isascii():
+        return text
+    table = _LOCALE_TABLES.get(_language(locale) or "")
+    if table:
+        text = "".join(table.get(char, char) for char in text)
+    return anyascii(_greek_digraphs(text))
+
+
+# ------------------------------------------------------------------------------------- scripts
+
+# Han characters whose Unicode name does not start with "CJK ... IDEOGRAPH" (々 is common in
+# Japanese names: 佐々木).
+_HAN_NAME_PREFIXES = (
+    "CJK UNIFIED IDEOGRAPH",
+    "CJK COMPATIBILITY IDEOGRAPH",
+    "IDEOGRAPHIC ",
+    "VERTICAL IDEOGRAPHIC ",
+)
+
+
+@lru_cache(maxsize=16384)
+def script_of(char: str) -> str | None:
+    """The script of a letter, from its Unicode name ("Han", "Hiragana", "Cyrillic", ...).
+
+    ``None`` for characters that are not letters, combining marks or letter-like numbers.
+    """
+    code = ord(char)
+    # Planes 2 and 3 hold only Han; checked by number so that ideographs newer than this
+    # Python's Unicode database (which has no names for them) still count as Han.
+    if 0x20000 <= code <= 0x3FFFF:
+        return "Han"
+    if not unicodedata.category(char).startswith(("L", "M", "Nl")):
+        return None
+    name = unicodedata.name(char, "").removeprefix("HALFWIDTH ").removeprefix("FULLWIDTH ")
+    if name.startswith(_HAN_NAME_PREFIXES):
+        return "Han"
+    word = name.split(" ", 1)[0]
+    return word.capitalize() or None
+
+
+def has_script(text: str, scripts: Iterable[str]) -> bool:
+    """True when ``text`` has at least one letter of one of ``scripts`` (e.g. ``["Han"]``)."""
+    wanted = {script.capitalize() for script in scripts}
+    if not wanted or text.isascii():
+        return False
+    return any(script_of(char) in wanted for char in text if not char.isascii())
+
+
+# -------------------------------------------------------------------------------------- tokens
+
+_APOSTROPHES = frozenset("'`´ʹʻʼʽˈ‘’‛′")
+
+
+def _is_name_character(char: str) -> bool:
+    """Letters, marks, digits, spaces, dashes and apostrophes; not emoji or other symbols.
+
+    Filtering before anyascii matters: it spells emoji as ":grinning:" and © as "(C)".
+    """
+    if char.isascii():
+        return char.isalnum() or char in " -'."
+    category = unicodedata.category(char)
+    return (
+        category[0] in "LM"
+        or category in ("Nd", "Nl", "Zs", "Pd")
+        or char in _APOSTROPHES
+        or char == "\u200d"  # a zero-width joiner can sit inside a name (Indic scripts)
+    )
+
+
+_NOT_TOKEN = re.compile(r"[^a-z0-9-]+")
+_DASHES = re.compile(r"-{2,}")
+
+
+def name_token(text: str, locale: str | None) -> str:
+    """A name as ``[a-z0-9-]``: transliterated, lower case, spaces/apostrophes/dots removed.
+
+    ``"O'Brien"`` → ``"obrien"``, ``"van der Berg"`` → ``"vanderberg"``, ``"Jean-Luc"`` →
+    ``"jean-luc"``; ``""`` when nothing usable remains. See the module docstring for why.
+    """
+    kept = "".join(char for char in unicodedata.normalize("NFC", text) if _is_name_character(char))
+    latin = transliterate(kept, locale).lower()
+    token = _DASHES.sub("-", _NOT_TOKEN.sub("", latin))
+    return token.strip("-")
+
+
+_NOT_ANCHOR = re.compile(r"[^a-z0-9._-]+")
+_DOTS = re.compile(r"\.{2,}")
+
+
+def anchor_token(anchor: str) -> str:
+    """The anchor as it appears in ``{anchor}``: lower case ``[a-z0-9._-]``, never empty.
+
+    An anchor with nothing usable in it (say ``"+/="``) is replaced by a short hash of itself, so
+    the fallback template still gives every person an address of their own.
+    """
+    latin = transliterate(anchor, None).lower()
+    token = _DOTS.sub(".", _NOT_ANCHOR.sub("", latin)).strip(".-")
+    if token:
+        return token
+    return "id" + hashlib.blake2b(anchor.encode("utf-8"), digest_size=5).hexdigest()
+
+
+# ------------------------------------------------------------------------------------ templates
+
+NAME_PLACEHOLDERS = frozenset({"first", "last", "f", "l"})
+PLACEHOLDERS = NAME_PLACEHOLDERS | {"anchor", "n"}
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_TEMPLATE_LITERAL = re.compile(r"[a-z0-9._-]*")
+
+
+def _syntax_problem(template: str) -> str | None:
+    """Unmatched braces, stray characters, unknown placeholders: a template render() cannot use."""
+    for literal in _PLACEHOLDER.split(template)[::2]:
+        if "{" in literal or "}" in literal:
+            return f"template {template!r} has an unmatched brace"
+        if not _TEMPLATE_LITERAL.fullmatch(literal):
+            return (
+                f"template {template!r} has characters outside a-z 0-9 . _ - in {literal!r}; "
+                "write placeholders as {first} {last} {f} {l} {anchor} {n}"
+            )
+    unknown = [name for name in _PLACEHOLDER.findall(template) if name not in PLACEHOLDERS]
+    if unknown:
+        return (
+            f"template {template!r} has unknown placeholder {{{unknown[0]}}}; "
+            "use {first} {last} {f} {l} {anchor} {n}"
+        )
+    return None
+
+
+def template_problem(template: str, *, fallback: bool = False) -> str | None:
+    """What is wrong with an address template, in words for the admin; ``None`` when fine.
+
+    Used by the config schema, so that a typo is reported when the config is loaded, not in the
+    middle of a cycle. A fallback template must use ``{anchor}`` and no name, since it is for the
+    people whose names gave nothing; any other template must use at least one name or the anchor.
+    """
+    problem = _syntax_problem(template)
+    if problem is not None:
+        return problem
+    names = set(_PLACEHOLDER.findall(template))
+    if fallback:
+        if "anchor" not in names or names & NAME_PLACEHOLDERS:
+            return (
+                f"fallback template {template!r} must use {{anchor}} and no name placeholder: "
+                "it is for people whose names give no address"
+            )
+    elif not names - {"n"}:
+        return f"template {template!r} uses no name or {{anchor}}: everyone would get the same one"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    text: str  # the literal text, or the placeholder's name
+    is_placeholder: bool
+
+
+@lru_cache(maxsize=256)
+def _parse(template: str) -> tuple[_Segment, ...]:
+    # Only the syntax is enforced here; the config schema checks the rest when it is loaded.
+    problem = _syntax_problem(template)
+    if problem is not None:
+        raise ConfigError(f"at 'addresses': {problem}")
+    segments = []
+    for index, part in enumerate(_PLACEHOLDER.split(template)):
+        if part or index % 2:
+            segments.append(_Segment(part, is_placeholder=bool(index % 2)))
+    return tuple(segments)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tokens:
+    """A person's tokens, computed once per person rather than once per candidate."""
+
+    first: str
+    last: str
+    anchor: str
+
+    @classmethod
+    def of(cls, person: Person, locale: str | None) -> _Tokens:
+        return cls(
+            first=name_token(person.first_name, locale),
+            last=name_token(person.last_name, locale),
+            anchor=anchor_token(person.anchor),
+        )
+
+
+def _clean(raw: str) -> str:
+    """Lower case, only ``[a-z0-9._-]``, dots collapsed and stripped from both ends."""
+    return _DOTS.sub(".", _NOT_ANCHOR.sub("", raw.lower())).strip(".")
+
+
+# Tokens that may be shortened to fit 64 characters, in the order ties are broken.
+_SHORTENABLE = ("first", "last", "anchor")
+
+
+def _render(segments: tuple[_Segment, ...], tokens: _Tokens, n: int | None) -> str | None:
+    values = {
+        "first": tokens.first[:LOCAL_PART_MAX],
+        "last": tokens.last[:LOCAL_PART_MAX],
+        "anchor": tokens.anchor[:LOCAL_PART_MAX],
+        "f": tokens.first[:1],
+        "l": tokens.last[:1],
+        "n": "" if n is None else str(n),
+    }
+    used = {segment.text for segment in segments if segment.is_placeholder}
+    if any(not values[name] for name in used - {"n"}):
+        return None  # a name this template needs has no usable Latin form
+
+    def assemble() -> str:
+        return _clean("".join(values[s.text] if s.is_placeholder else s.text for s in segments))
+
+    result = assemble()
+    # Too long: shorten the longest name (one character at a time, so the names end up about
+    # equally long) rather than cutting the end, which would cut {n} off and make every
+    # numbered candidate the same.
+    shortenable = [name for name in _SHORTENABLE if name in used]
+    while len(result) > LOCAL_PART_MAX and shortenable:
+        longest = max(shortenable, key=lambda name: len(values[name]))
+        if len(values[longest]) <= 1:
+            break
+        values[longest] = values[longest][:-1].rstrip(".-")
+        result = assemble()
+    result = result[:LOCAL_PART_MAX].rstrip(".")
+    return result if is_valid_local_part(result) else None
+
+
+def render(template: str, person: Person, locale: str | None, n: int | None = None) -> str | None:
+    """One template filled in for one person: a valid local part, or ``None``.
+
+    Placeholders: ``{first}`` ``{last}`` (name tokens), ``{f}`` ``{l}`` (their first letters),
+    ``{anchor}`` (see ``anchor_token``) and ``{n}`` (the number; nothing when ``n`` is None).
+    ``None`` when a name the template uses has no usable form. Over-long results are fitted into 64
+    characters by shortening the longest names, never by cutting off ``{n}``.
+    Raises ConfigError for a template with an unknown placeholder or stray characters.
+    """
+    if n is not None and n < 0:
+        raise ValueError(f"n must not be negative, got {n}")
+    return _render(_parse(template), _Tokens.of(person, locale), n)
+
+
+# ----------------------------------------------------------------------------------- candidates
+
+
+def needs_fallback(person: Person, fallback_scripts: Iterable[str]) -> bool:
+    """True when the person's names are (partly) written in a script sent to the fallback."""
+    scripts = list(fallback_scripts)
+    return has_script(person.first_name, scripts) or has_script(person.last_name, scripts)
+
+
+def candidates(
+    person: Person,
+    config: AddressesConfig,
+    *,
+    preferred: str | None = None,
+    max_n: int = 99,
+) -> Iterator[str]:
+    """Valid local parts to try for ``person``, best first, none repeated.
+
+    1. ``preferred`` (e.g. the local part of the source's ``mail``), lower-cased, if valid;
+    2. each of ``config.templates`` in order, a template with ``{n}`` for n = 2..max_n — unless the
+       names are in a fallback script (``config.fallback_scripts``), or give no token;
+    3. ``config.fallback_template``, then the same with n = 2..max_n (appended as ``-{n}`` when the
+       fallback has no ``{n}`` of its own, so ``user.1234`` is followed by ``user.1234-2``).
+    """
+    seen: set[str] = set()
+    for value in _raw_candidates(person, config, preferred, max_n):
+        if value is not None and value not in seen:
+            seen.add(value)
+            yield value
+
+
+def _raw_candidates(
+    person: Person, config: AddressesConfig, preferred: str | None, max_n: int
+) -> Iterator[str | None]:
+    """candidates() before de-duplication; ``None`` where a template gave nothing usable."""
+    if preferred is not None:
+        wanted = preferred.strip().lower()
+        yield wanted if is_valid_local_part(wanted) else None
+
+    tokens = _Tokens.of(person, config.locale)
+    numbers = range(2, max_n + 1)
+    if not needs_fallback(person, config.fallback_scripts):
+        for template in config.templates:
+            segments = _parse(template)
+            has_n = any(s.is_placeholder and s.text == "n" for s in segments)
+            for n in numbers if has_n else (None,):
+                yield _render(segments, tokens, n)
+
+    fallback = config.fallback_template
+    yield _render(_parse(fallback), tokens, None)
+    numbered = _parse(fallback if "{n}" in fallback else fallback + "-{n}")
+    for n in numbers:
+        yield _render(numbered, tokens, n)
+
+
+def choose(candidates: Iterable[str], is_taken: Callable[[str], bool]) -> str | None:
+    """The first candidate that is not taken, or ``None`` when every one is."""
+    for candidate in candidates:
+        if not is_taken(candidate):
+            return candidate
+    return None

@@ -1,0 +1,470 @@
+"""Local parts from names: transliteration, tokens, templates, candidates and choice."""
+
+from __future__ import annotations
+
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syncd.addresses import (
+    LOCAL_PART_MAX,
+    anchor_token,
+    candidates,
+    choose,
+    is_valid_local_part,
+    name_token,
+    render,
+    script_of,
+    template_problem,
+    transliterate,
+)
+from syncd.config import AddressesConfig, parse_config
+from syncd.errors import ConfigError
+from syncd.model import Person
+
+
+def person(first: str, last: str, anchor: str = "E1001") -> Person:
+    return Person(anchor=anchor, first_name=first, last_name=last)
+
+
+def first_candidate(first: str, last: str, locale: str | None = None) -> str:
+    return next(candidates(person(first, last), AddressesConfig(locale=locale)))
+
+
+# ------------------------------------------------------------------------------ validity
+
+
+@pytest.mark.parametrize("value", ["a", "john.smith", "j_smith-2", "0", "a.b.c", "x" * 64])
+def test_valid_local_parts(value: str) -> None:
+    assert is_valid_local_part(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", ".a", "a.", "a..b", "John", "jürgen", "a b", "a+b", "x" * 65, "a\n", "a@b"],
+)
+def test_invalid_local_parts(value: str) -> None:
+    assert not is_valid_local_part(value)
+
+
+# ------------------------------------------------------------------------- transliteration
+
+
+@pytest.mark.parametrize("locale", ["de", "DE", "de_AT", "de-CH", "de_DE.UTF-8"])
+def test_german_table_spells_umlauts_out(locale: str) -> None:
+    assert transliterate("Jürgen Größe Äöü ÄÖÜ ẞ", locale) == "Juergen Groesse Aeoeue AeOeUe SS"
+    assert first_candidate("Jürgen", "Müller-Lüdenscheidt", locale) == (
+        "juergen.mueller-luedenscheidt"
+    )
+
+
+def test_without_german_locale_umlauts_lose_their_dots() -> None:
+    assert transliterate("Jürgen Müller", None) == "Jurgen Muller"
+    assert first_candidate("Jürgen", "Groß") == "jurgen.gross"
+    assert first_candidate("Jürgen", "Müller", "en") == "jurgen.muller"
+
+
+def test_decomposed_input_is_normalized_before_the_table() -> None:
+    decomposed = "Mu\u0308ller"  # u + combining diaeresis, as some HR exports write it
+    assert transliterate(decomposed, "de") == "Mueller"
+
+
+def test_french() -> None:
+    assert transliterate("Éloïse Françoise Lœwe Æsa Hélène Noël", "fr") == (
+        "Eloise Francoise Loewe Aesa Helene Noel"
+    )
+    assert first_candidate("Jean-François", "Lœuvre", "fr") == "jean-francois.loeuvre"
+
+
+@pytest.mark.parametrize("locale", ["da", "nb", "nn", "no", "nb_NO"])
+def test_danish_and_norwegian_spell_out_ae_oe_aa(locale: str) -> None:
+    assert transliterate("Søren Ærø Åse", locale) == "Soeren Aeroe Aase"
+    assert first_candidate("Bjørn", "Håland", locale) == "bjoern.haaland"
+
+
+def test_nordic_letters_without_locale_use_the_plain_forms() -> None:
+    assert transliterate("Søren Ærø Åse", None) == "Soren Aero Ase"
+
+
+@pytest.mark.parametrize("locale", ["sv", "fi", "sv_FI"])
+def test_swedish_and_finnish_drop_dots_and_rings(locale: str) -> None:
+    assert transliterate("Åsa Jääskeläinen Öberg", locale) == "Asa Jaaskelainen Oberg"
+    assert first_candidate("Åsa", "Källström", locale) == "asa.kallstrom"
+
+
+def test_icelandic() -> None:
+    assert transliterate("Þórður Guðmundsson Björk Ægir", "is") == (
+        "Thordur Gudmundsson Bjork Aegir"
+    )
+    assert first_candidate("Þórður", "Guðmundsdóttir", "is") == "thordur.gudmundsdottir"
+
+
+def test_cyrillic() -> None:
+    assert first_candidate("Ольга", "Щукина") == "olga.shchukina"  # soft sign ' dropped
+    assert first_candidate("Юрий", "Хрущёв") == "yuriy.khrushchev"
+
+
+def test_greek_digraphs() -> None:
+    assert first_candidate("Γεώργιος", "Παπαδόπουλος") == "georgios.papadopoulos"
+    assert first_candidate("Ευάγγελος", "Ευθυμίου") == "evangelos.efthymiou"
+    assert transliterate("ΠΑΠΑΔΟΠΟΥΛΟΣ Αύγουστος", None) == "PAPADOPOULOS Avgoustos"
+
+
+def test_other_scripts_go_through_anyascii() -> None:
+    assert first_candidate("Nguyễn", "Đức") == "nguyen.duc"
+    assert first_candidate("さとう", "ゆき") == "satou.yuki"  # kana is not ambiguous
+    assert first_candidate("Łukasz", "Dvořák") == "lukasz.dvorak"
+
+
+def test_transliterate_is_ascii_and_idempotent() -> None:
+    once = transliterate("Ærø Þór Παπαδόπουλος Щука 王", "da")
+    assert once.isascii()
+    assert transliterate(once, "da") == once
+
+
+# -------------------------------------------------------------------------------- name tokens
+
+
+@pytest.mark.parametrize(
+    ("name", "token"),
+    [
+        ("O'Brien", "obrien"),
+        ("D’Angelo", "dangelo"),  # typographic apostrophe
+        ("van der Berg", "vanderberg"),
+        ("Mary Ann", "maryann"),
+        ("St. John", "stjohn"),
+        ("Jean-Luc", "jean-luc"),
+        ("Jean -- Luc", "jean-luc"),
+        ("Smith–Jones", "smith-jones"),  # en dash
+        ("-Anne-", "anne"),
+        ("  José  María ", "josemaria"),
+        ("John 😀", "john"),  # anyascii would spell the emoji ":grinning:"
+        ("Ann ©", "ann"),
+        ("Louis 14", "louis14"),
+        ("😀", ""),
+        ("'", ""),
+        ("---", ""),
+        ("", ""),
+    ],
+)
+def test_name_token(name: str, token: str) -> None:
+    assert name_token(name, None) == token
+
+
+def test_name_token_uses_the_locale() -> None:
+    assert name_token("Groß-Schäfer", "de") == "gross-schaefer"
+
+
+def test_anchor_token() -> None:
+    assert anchor_token("E-1234") == "e-1234"
+    assert anchor_token("5F3A9C1E-0B7D-4C2A-9E61-2D4F8A0B6C13") == (
+        "5f3a9c1e-0b7d-4c2a-9e61-2d4f8a0b6c13"
+    )
+    assert anchor_token("..a..b..") == "a.b"
+    # Nothing usable: a stable short hash instead, never empty.
+    assert anchor_token("+/=") == anchor_token("+/=")
+    assert anchor_token("+/=").startswith("id")
+    assert anchor_token("+/=") != anchor_token("==")
+
+
+# ----------------------------------------------------------------------------------- render
+
+
+def test_render_placeholders() -> None:
+    who = person("Anna-Lena", "Schäfer", anchor="HR-77")
+    assert render("{first}.{last}", who, "de") == "anna-lena.schaefer"
+    assert render("{f}{last}", who, "de") == "aschaefer"
+    assert render("{first}_{l}", who, "de") == "anna-lena_s"
+    assert render("{first}.{last}{n}", who, "de", 3) == "anna-lena.schaefer3"
+    assert render("{first}.{last}{n}", who, "de") == "anna-lena.schaefer"  # n=None: nothing
+    assert render("user.{anchor}", who, "de") == "user.hr-77"
+
+
+def test_render_returns_none_when_a_needed_name_is_empty() -> None:
+    who = person("😀", "Smith")
+    assert render("{first}.{last}", who, None) is None
+    assert render("{f}{last}", who, None) is None
+    assert render("{last}", who, None) == "smith"
+
+
+def test_render_collapses_and_strips_dots() -> None:
+    who = person("Ann", "Lee")
+    assert render("..{first}..{last}..", who, None) == "ann.lee"
+
+
+def test_render_rejects_a_broken_template() -> None:
+    with pytest.raises(ConfigError, match=r"unknown placeholder \{middle\}"):
+        render("{first}.{middle}", person("Ann", "Lee"), None)
+    with pytest.raises(ValueError, match="negative"):
+        render("{first}{n}", person("Ann", "Lee"), None, -1)
+
+
+def test_very_long_names_are_cut_to_64_without_a_trailing_dot() -> None:
+    who = person("Maximiliane " * 8, "Wolfeschlegelsteinhausenbergerdorff-Schmidt")
+    value = render("{first}.{last}", who, None)
+    assert value is not None
+    assert len(value) == LOCAL_PART_MAX
+    assert is_valid_local_part(value)
+    # Both names survive, shortened about equally, and the separator stays between them.
+    first, last = value.split(".")
+    assert first.startswith("maximiliane") and last.startswith("wolfeschlegel")
+    assert abs(len(first) - len(last)) <= 1
+
+
+def test_long_names_keep_their_number() -> None:
+    who = person("A" * 80, "B" * 80)
+    numbered = [render("{first}.{last}{n}", who, None, n) for n in (2, 10, 99)]
+    assert [v[-2:] for v in numbered if v] == ["b2", "10", "99"]
+    assert all(v is not None and len(v) == LOCAL_PART_MAX for v in numbered)
+
+
+def test_a_cut_never_leaves_a_trailing_dot() -> None:
+    # The 64th character is a dot of the template itself: it must go, not end the address.
+    template = "{f}" + "x" * 62 + ".yz"
+    value = render(template, person("Ann", "Lee"), None)
+    assert value == "a" + "x" * 62
+    assert is_valid_local_part(value)
+
+
+# ------------------------------------------------------------------------------- candidates
+
+
+def test_templates_in_order_with_n_expansion() -> None:
+    config = AddressesConfig(templates=["{first}.{last}", "{f}{last}", "{first}.{last}{n}"])
+    got = list(candidates(person("Ann", "Lee", anchor="E7"), config, max_n=4))
+    assert got == [
+        "ann.lee",
+        "alee",
+        "ann.lee2",
+        "ann.lee3",
+        "ann.lee4",
+        "user.e7",
+        "user.e7-2",
+        "user.e7-3",
+        "user.e7-4",
+    ]
+
+
+def test_default_config_candidates() -> None:
+    got = list(islice(candidates(person("Ann", "Lee"), AddressesConfig()), 4))
+    assert got == ["ann.lee", "ann.lee2", "ann.lee3", "ann.lee4"]
+    assert len(list(candidates(person("Ann", "Lee"), AddressesConfig()))) == 1 + 98 + 1 + 98
+
+
+def test_duplicates_are_dropped() -> None:
+    # {f}{l} and {l}{f} agree for "Ann Abbott"; the second is not offered again.
+    config = AddressesConfig(templates=["{f}{l}.{anchor}", "{l}{f}.{anchor}"])
+    got = list(candidates(person("Ann", "Abbott", anchor="7"), config, max_n=2))
+    assert got == ["aa.7", "user.7", "user.7-2"]
+
+
+def test_preferred_comes_first() -> None:
+    config = AddressesConfig()
+    got = list(islice(candidates(person("Ann", "Lee"), config, preferred=" A.Lee "), 3))
+    assert got == ["a.lee", "ann.lee", "ann.lee2"]
+
+
+def test_preferred_equal_to_a_template_is_not_repeated() -> None:
+    got = list(islice(candidates(person("Ann", "Lee"), AddressesConfig(), preferred="ann.lee"), 2))
+    assert got == ["ann.lee", "ann.lee2"]
+
+
+@pytest.mark.parametrize("preferred", ["ann..lee", "änn", "ann lee", "", "x" * 65])
+def test_invalid_preferred_is_skipped(preferred: str) -> None:
+    got = next(candidates(person("Ann", "Lee"), AddressesConfig(), preferred=preferred))
+    assert got == "ann.lee"
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [("王", "小明"), ("Wei", "王"), ("佐々木", "花子"), ("Ｗａｎｇ", "𠮷野")],
+)
+def test_han_names_go_to_the_fallback(first: str, last: str) -> None:
+    got = list(candidates(person(first, last, anchor="CN-0042"), AddressesConfig(), max_n=3))
+    assert got == ["user.cn-0042", "user.cn-0042-2", "user.cn-0042-3"]
+
+
+def test_han_is_romanized_when_not_a_fallback_script() -> None:
+    config = AddressesConfig(fallback_scripts=[])
+    assert next(candidates(person("小明", "王"), config)) == "xiaoming.wang"
+
+
+def test_fallback_scripts_are_configurable() -> None:
+    config = AddressesConfig(fallback_scripts=["Hangul", "Arabic"])
+    assert next(candidates(person("민준", "김", anchor="K1"), config)) == "user.k1"
+    assert next(candidates(person("محمد", "علي", anchor="A1"), config)) == "user.a1"
+    assert next(candidates(person("Ольга", "Ли", anchor="R1"), config)) == "olga.li"
+
+
+def test_script_of() -> None:
+    assert script_of("王") == "Han"
+    assert script_of("々") == "Han"
+    assert script_of("\U0002000b") == "Han"
+    assert script_of("さ") == "Hiragana"
+    assert script_of("ｻ") == "Katakana"  # halfwidth
+    assert script_of("Ж") == "Cyrillic"
+    assert script_of("a") == "Latin"
+    assert script_of("1") is None
+    assert script_of("😀") is None
+
+
+@pytest.mark.parametrize(("first", "last"), [("😀", "🎉"), ("'", "-"), ("©", "Lee")])
+def test_names_with_no_token_go_to_the_fallback(first: str, last: str) -> None:
+    got = list(candidates(person(first, last, anchor="E9"), AddressesConfig(), max_n=2))
+    assert got == ["user.e9", "user.e9-2"]
+
+
+def test_fallback_with_its_own_n() -> None:
+    config = AddressesConfig(fallback_template="{anchor}.{n}")
+    got = list(candidates(person("王", "伟", anchor="E9"), config, max_n=3))
+    assert got == ["e9", "e9.2", "e9.3"]
+
+
+def test_max_n_below_two_expands_nothing() -> None:
+    got = list(candidates(person("Ann", "Lee", anchor="E7"), AddressesConfig(), max_n=1))
+    assert got == ["ann.lee", "user.e7"]
+
+
+# ----------------------------------------------------------------------------------- choose
+
+
+def test_choose_skips_taken_addresses() -> None:
+    taken = {"ann.lee", "ann.lee2"}
+    assert choose(candidates(person("Ann", "Lee"), AddressesConfig()), taken.__contains__) == (
+        "ann.lee3"
+    )
+
+
+def test_choose_returns_none_when_all_are_taken() -> None:
+    assert choose(["a", "b"], lambda _: True) is None
+    assert choose([], lambda _: False) is None
+
+
+def test_choose_stops_at_the_first_free_one() -> None:
+    asked: list[str] = []
+
+    def is_taken(value: str) -> bool:
+        asked.append(value)
+        return value == "ann.lee"
+
+    assert choose(candidates(person("Ann", "Lee"), AddressesConfig()), is_taken) == "ann.lee2"
+    assert asked == ["ann.lee", "ann.lee2"]
+
+
+# ------------------------------------------------------------------------------ config rules
+
+
+@pytest.mark.parametrize(
+    ("templates", "message"),
+    [
+        (["{first}.{middle}"], "unknown placeholder {middle}"),
+        (["{first} {last}"], "characters outside"),
+        (["{First}.{last}"], "unknown placeholder {First}"),
+        (["{first"], "unmatched brace"),
+        (["info"], "everyone would get the same one"),
+        (["team{n}"], "everyone would get the same one"),
+    ],
+)
+def test_config_rejects_bad_templates(templates: list[str], message: str) -> None:
+    data = {
+        "source": {
+            "type": "csv",
+            "path": "hr.csv",
+            "columns": {"anchor": "id", "first_name": "fn", "last_name": "ln"},
+        },
+        "hybridbox": {
+            "account_id": "00000000-0000-0000-0000-000000000000",
+            "domain": "example.com",
+            "token_env": "HB_TOKEN",
+        },
+        "addresses": {"templates": templates},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, Path("/etc/syncd/syncd.yaml"))
+    assert "at 'addresses'" in str(caught.value)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("template", ["user.{first}", "user", "{f}.{anchor}"])
+def test_fallback_must_use_the_anchor_and_no_name(template: str) -> None:
+    assert template_problem(template, fallback=True) is not None
+    with pytest.raises(ValueError, match="fallback template"):
+        AddressesConfig(fallback_template=template)
+
+
+def test_config_rejects_unknown_fallback_script() -> None:
+    with pytest.raises(ValueError, match="fallback_scripts"):
+        AddressesConfig(fallback_scripts=["Hna"])  # type: ignore[list-item]
+
+
+def test_default_config_is_valid() -> None:
+    config = AddressesConfig()
+    assert config.fallback_scripts == ["Han"]
+    assert all(template_problem(t) is None for t in config.templates)
+
+
+# ------------------------------------------------------------------------------- properties
+
+TEMPLATE_SETS = [
+    ["{first}.{last}", "{first}.{last}{n}"],
+    ["{f}{last}", "{first}{l}", "{f}{last}{n}"],
+    ["{last}", "{first}-{last}.{n}"],
+    ["..{first}__{last}..{n}", "{anchor}.{first}"],
+]
+FALLBACKS = ["user.{anchor}", "{anchor}", "x.{anchor}{n}", "{anchor}.{n}"]
+LOCALES = [None, "de", "fr", "da", "sv", "is", "xx"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    first=st.text(max_size=80),
+    last=st.text(max_size=80),
+    anchor=st.text(min_size=1, max_size=90),
+    templates=st.sampled_from(TEMPLATE_SETS),
+    fallback=st.sampled_from(FALLBACKS),
+    locale=st.sampled_from(LOCALES),
+    scripts=st.sampled_from([[], ["Han"], ["Han", "Cyrillic", "Arabic"]]),
+    preferred=st.none() | st.text(max_size=70),
+    max_n=st.integers(min_value=0, max_value=12),
+)
+def test_every_candidate_is_valid_and_none_repeats(
+    first: str,
+    last: str,
+    anchor: str,
+    templates: list[str],
+    fallback: str,
+    locale: str | None,
+    scripts: list[str],
+    preferred: str | None,
+    max_n: int,
+) -> None:
+    config = AddressesConfig.model_validate(
+        {
+            "templates": templates,
+            "fallback_template": fallback,
+            "locale": locale,
+            "fallback_scripts": scripts,
+        }
+    )
+    who = person(first, last, anchor)
+    got = list(candidates(who, config, preferred=preferred, max_n=max_n))
+    assert got, "the fallback on the anchor always gives at least one candidate"
+    for value in got:
+        assert is_valid_local_part(value), value
+    assert len(got) == len(set(got))
+    assert got == list(candidates(who, config, preferred=preferred, max_n=max_n))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=60), locale=st.sampled_from(LOCALES))
+def test_tokens_are_deterministic_and_idempotent(text: str, locale: str | None) -> None:
+    latin = transliterate(text, locale)
+    assert latin.isascii()
+    assert transliterate(latin, locale) == latin
+    token = name_token(text, locale)
+    assert token == "" or (set(token) <= set("abcdefghijklmnopqrstuvwxyz0123456789-"))
+    assert not token.startswith("-") and not token.endswith("-") and "--" not in token
+    assert name_token(token, locale) == token
