@@ -1,0 +1,272 @@
+"""The planner: pure functions from (people, what the state knows, policy, today) to decisions.
+
+Nothing here does I/O, so ``syncd plan`` shows exactly what ``syncd apply`` would do, and every
+rule is unit-tested with a fixed "today". The engine feeds people in chunks together with what the
+state knows about each (:class:`Known`), so the planner never needs the whole population in memory.
+
+Rules, per person:
+
+- no mailbox, active, start date within the window → ``create``
+- no mailbox, active, start date further ahead → ``scheduled`` (counted, shown with its due date)
+- disabled and no mailbox → nothing (a leaver with a mailbox is a report, not an action)
+- failed before, backoff passed → ``retry``; not passed → ``waiting``
+- quarantined, source record unchanged → ``quarantined``; changed → ``retry`` (released)
+- pending (decided earlier, e.g. a create that was lost and proven missing) → ``retry`` now
+- intent (outcome unknown, not yet resolved) → ``unresolved``: never re-sent blindly
+- has a mailbox, ``update_names`` on and the names differ from the mailbox's → ``rename``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from syncd.config import Config
+from syncd.model import Person, ReadReport
+
+# Backoff after the 1st, 2nd, 3rd, 4th failure; then daily.
+BACKOFF = (
+    timedelta(minutes=15),
+    timedelta(hours=1),
+    timedelta(hours=6),
+    timedelta(hours=24),
+)
+BACKOFF_AFTER = timedelta(days=1)
+
+
+class Kind(StrEnum):
+    CREATE = "create"
+    RETRY = "retry"
+    RENAME = "rename"
+    SCHEDULED = "scheduled"
+    WAITING = "waiting"
+    QUARANTINED = "quarantined"
+    UNRESOLVED = "unresolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the state knows about one person (``None`` in the planner: first seen)."""
+
+    digest: str | None = None
+    mailbox_state: str | None = None
+    local_part: str | None = None
+    mailbox_id: str | None = None
+    mailbox_first: str | None = None
+    mailbox_last: str | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    failed_digest: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    provision_days_before: int = 7
+    update_names: bool = False
+
+    @classmethod
+    def from_config(cls, config: Config) -> Policy:
+        return cls(
+            provision_days_before=config.sync.provision_days_before,
+            update_names=config.sync.update_names,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: Kind
+    person: Person
+    known: Known | None = None
+    due: date | None = None
+    # True when the person was not in the state before this read (what the create guards count).
+    first_seen: bool = False
+
+
+def due_date(person: Person, policy: Policy) -> date | None:
+    """The day from which a mailbox may be created, or None when there is no start date."""
+    if person.start_date is None:
+        return None
+    return person.start_date - timedelta(days=policy.provision_days_before)
+
+
+def plan_person(
+    person: Person, known: Known | None, policy: Policy, today: date, now: datetime
+) -> Action | None:
+    """Decide what to do about one person. ``None`` means nothing to do."""
+    first_seen = known is None or known.digest is None
+    state = known.mailbox_state if known else None
+
+    if state in ("created", "adopted"):
+        assert known is not None
+        if policy.update_names and (
+            person.first_name != known.mailbox_first or person.last_name != known.mailbox_last
+        ):
+            return Action(Kind.RENAME, person, known)
+        return None
+
+    if person.disabled:
+        return None
+    due = due_date(person, policy)
+    if due is not None and today < due:
+        return Action(Kind.SCHEDULED, person, known, due=due, first_seen=first_seen)
+
+    if state is None:
+        return Action(Kind.CREATE, person, known, first_seen=first_seen)
+    assert known is not None
+    if state == "intent":
+        return Action(Kind.UNRESOLVED, person, known)
+    if state == "pending":
+        return Action(Kind.RETRY, person, known)
+    if state == "quarantined":
+        if known.failed_digest is not None and known.failed_digest != person.digest:
+            return Action(Kind.RETRY, person, known)
+        return Action(Kind.QUARANTINED, person, known)
+    if state == "failed":
+        if known.next_attempt_at is None or known.next_attempt_at <= now:
+            return Action(Kind.RETRY, person, known)
+        return Action(Kind.WAITING, person, known)
+    raise ValueError(f"unknown mailbox state {state!r} for {person.anchor}")
+
+
+@dataclass(slots=True)
+class Plan:
+    """The decisions of one cycle, in source order within each list."""
+
+    creates: list[Action] = field(default_factory=list)
+    retries: list[Action] = field(default_factory=list)
+    renames: list[Action] = field(default_factory=list)
+    scheduled: list[Action] = field(default_factory=list)
+    waiting: int = 0
+    quarantined: int = 0
+    unresolved: int = 0
+
+    def add(self, action: Action) -> None:
+        if action.kind is Kind.CREATE:
+            self.creates.append(action)
+        elif action.kind is Kind.RETRY:
+            self.retries.append(action)
+        elif action.kind is Kind.RENAME:
+            self.renames.append(action)
+        elif action.kind is Kind.SCHEDULED:
+            self.scheduled.append(action)
+        elif action.kind is Kind.WAITING:
+            self.waiting += 1
+        elif action.kind is Kind.QUARANTINED:
+            self.quarantined += 1
+        else:
+            self.unresolved += 1
+
+    @property
+    def new_creates(self) -> int:
+        """Creates for people first seen in this read: what the create guards count."""
+        return sum(1 for action in self.creates if action.first_seen)
+
+
+def plan(
+    people: Iterable[tuple[Person, Known | None]], policy: Policy, today: date, now: datetime
+) -> Plan:
+    result = Plan()
+    for person, known in people:
+        action = plan_person(person, known, policy, today, now)
+        if action is not None:
+            result.add(action)
+    return result
+
+
+# ------------------------------------------------------------------------------------- failures
+
+
+@dataclass(frozen=True, slots=True)
+class FailureDecision:
+    state: str  # 'failed' or 'quarantined'
+    attempts: int
+    next_attempt_at: datetime | None
+
+
+def after_failure(
+    attempts_before: int,
+    first_failed_at: datetime | None,
+    now: datetime,
+    *,
+    permanent: bool,
+    quarantine_attempts: int,
+    quarantine_days: float,
+) -> FailureDecision:
+    """Backoff and quarantine after one more failed attempt.
+
+    Permanent failures (the input itself is invalid) are quarantined at once: retrying the same
+    input cannot help; a changed source record or ``syncd retry`` releases them.
+    """
+    attempts = attempts_before + 1
+    since = first_failed_at or now
+    if (
+        permanent
+        or attempts >= quarantine_attempts
+        or now - since >= timedelta(days=quarantine_days)
+    ):
+        return FailureDecision("quarantined", attempts, None)
+    delay = BACKOFF[attempts - 1] if attempts <= len(BACKOFF) else BACKOFF_AFTER
+    return FailureDecision("failed", attempts, now + delay)
+
+
+# --------------------------------------------------------------------------------------- guards
+
+
+@dataclass(frozen=True, slots=True)
+class GuardInput:
+    accepted: int  # people accepted from this read
+    complete: bool
+    last_complete_accepted: int | None  # None: this is the first complete read
+    new_creates: int  # creates for people first seen in this read
+    provisioned: int  # mailboxes already created or adopted
+    min_source_people: int
+    max_source_drop_percent: float
+    max_creates_per_cycle: int
+    max_creates_percent: float
+    allow_creates: int | None = None  # `apply --allow-creates N`
+
+
+def check_guards(guard: GuardInput) -> list[str]:
+    """Reasons to refuse this cycle; empty when it may be applied."""
+    reasons: list[str] = []
+    if guard.accepted < guard.min_source_people:
+        reasons.append(
+            f"the source returned {guard.accepted} usable people, fewer than "
+            f"safety.min_source_people={guard.min_source_people}; check the source (an empty "
+            f"or cut-off export?)"
+        )
+    last = guard.last_complete_accepted
+    if last:
+        drop = 100.0 * (last - guard.accepted) / last
+        if drop > guard.max_source_drop_percent:
+            reasons.append(
+                f"the source shrank from {last} to {guard.accepted} people ({drop:.1f}% drop, "
+                f"more than safety.max_source_drop_percent={guard.max_source_drop_percent:g}); "
+                f"check the source; if the drop is real, raise the limit for one run"
+            )
+    allowed = guard.allow_creates
+    if allowed is not None and guard.new_creates <= allowed:
+        return reasons
+    if guard.new_creates > guard.max_creates_per_cycle:
+        reasons.append(
+            f"{guard.new_creates} new people would get a mailbox, more than "
+            f"safety.max_creates_per_cycle={guard.max_creates_per_cycle}; if that is right, run "
+            f"`syncd apply --allow-creates {guard.new_creates}` once"
+        )
+    elif last is not None and guard.provisioned > 0:
+        percent = 100.0 * guard.new_creates / guard.provisioned
+        if percent > guard.max_creates_percent:
+            reasons.append(
+                f"{guard.new_creates} new people would get a mailbox, {percent:.1f}% of the "
+                f"{guard.provisioned} already provisioned (more than "
+                f"safety.max_creates_percent={guard.max_creates_percent:g}); if that is right, "
+                f"run `syncd apply --allow-creates {guard.new_creates}` once"
+            )
+    return reasons
+
+
+def summarize_report(report: ReadReport) -> str:
+    state = "complete" if report.complete else f"INCOMPLETE ({report.incomplete_reason})"
+    return f"read={report.read} rejected={report.rejected} {state}"

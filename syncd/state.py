@@ -1,0 +1,358 @@
+"""The local state store: one SQLite file that remembers what syncd saw and did.
+
+Tables (see ``MIGRATIONS`` for the exact schema):
+
+- ``people``: the last accepted version of every person the source returned (names, digest,
+  first seen, missing counter). Written only for new or changed people, so a cycle where nothing
+  changed writes (almost) nothing.
+- ``mailboxes``: one row per person syncd decided to provision, with its lifecycle state:
+  ``pending`` (decided, not sent), ``intent`` (sent or about to be sent: outcome unknown until
+  resolved), ``created``, ``adopted``, ``failed`` (retried after ``next_attempt_at``) and
+  ``quarantined`` (left alone until ``syncd retry`` or the source record changes).
+- ``addresses``: every address syncd ever issued, reserved or saw taken; never issued twice.
+- ``runs``: one row per cycle: times, completeness of the read, counts, outcome.
+- ``meta``: small key/value facts (e.g. that ``syncd adopt`` recorded a baseline).
+
+All writes of a cycle step happen in one transaction (``with state.transaction():``), so a crash
+at any point leaves a state from which the next cycle is correct. Times are UTC ISO-8601 strings.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from syncd.errors import LockHeld, StateError
+
+MIGRATIONS: list[str] = [
+    # 1: the initial schema
+    """
+    CREATE TABLE people (
+        anchor TEXT PRIMARY KEY,
+        first_name TEXT NOT NULL,
+        last_name TEXT NOT NULL,
+        email TEXT,
+        start_date TEXT,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        digest TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        missing_count INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+
+    CREATE TABLE mailboxes (
+        anchor TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        local_part TEXT,
+        domain TEXT NOT NULL,
+        mailbox_id TEXT,
+        first_name TEXT,
+        last_name TEXT,
+        batch_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        first_failed_at TEXT,
+        next_attempt_at TEXT,
+        last_code TEXT,
+        last_message TEXT,
+        failed_digest TEXT,
+        created_at TEXT,
+        updated_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX mailboxes_state ON mailboxes(state);
+
+    CREATE TABLE addresses (
+        address TEXT PRIMARY KEY,
+        anchor TEXT,
+        status TEXT NOT NULL,
+        issued_at TEXT NOT NULL,
+        released_at TEXT,
+        reserved_until TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX addresses_anchor ON addresses(anchor);
+
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        cycle_id TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        source TEXT,
+        complete INTEGER,
+        incomplete_reason TEXT,
+        read INTEGER, rejected INTEGER, accepted INTEGER,
+        new INTEGER, created INTEGER, adopted INTEGER, renamed INTEGER, failed INTEGER,
+        pending INTEGER, quarantined INTEGER, scheduled INTEGER, leavers INTEGER,
+        outcome TEXT,
+        message TEXT,
+        exit_code INTEGER
+    );
+
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    """,
+]
+
+# Mailbox states that mean "this person has a mailbox".
+HAS_MAILBOX = ("created", "adopted")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class LastRead:
+    """The last complete read, for the source-size guards."""
+
+    started_at: str
+    accepted: int
+
+
+class StateLock:
+    """An exclusive ``flock`` on ``<state>.lock``: one syncd per state file.
+
+    flock (not a pid file) because the kernel releases it when the process dies, even by SIGKILL,
+    so a crash never leaves a stale lock behind.
+    """
+
+    def __init__(self, state_path: Path) -> None:
+        self.path = state_path.with_name(state_path.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LockHeld(
+                f"another syncd (pid {holder}) is using the state file {self.path.parent}",
+                hint="wait for its cycle to finish; two processes must never share one state",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class State:
+    """Typed access to the state database. Every method is one query or one transaction."""
+
+    def __init__(self, path: Path | None, *, read_only: bool = False) -> None:
+        self.path = path
+        self.read_only = read_only
+        try:
+            if path is None:
+                conn = sqlite3.connect(":memory:", isolation_level=None)
+            elif read_only:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            if not read_only:
+                conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode is durable against process crashes (our failure model);
+            # only an OS crash may lose the last transactions, never corrupt the file.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA temp_store=FILE")
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open state database {path}: {exc}") from None
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        if not read_only:
+            self._migrate()
+        elif self.schema_version() > len(MIGRATIONS):
+            raise StateError(f"state database {path} is from a newer syncd")
+
+    # ---------------------------------------------------------------- plumbing
+
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version()
+        if version > len(MIGRATIONS):
+            raise StateError(
+                f"state database {self.path} has schema version {version}, newer than this "
+                f"syncd understands ({len(MIGRATIONS)})",
+                hint="upgrade syncd, or restore the matching backup",
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version={number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    # ---------------------------------------------------------------- meta
+
+    def get_meta(self, key: str) -> str | None:
+        value = self.scalar("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if value is None else str(value)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # ---------------------------------------------------------------- runs
+
+    def start_run(self, cycle_id: str, mode: str, source: str, started_at: datetime) -> int:
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO runs(cycle_id, mode, started_at, source) VALUES (?, ?, ?, ?)",
+                (cycle_id, mode, iso(started_at), source),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, **values: Any) -> None:
+        values["finished_at"] = iso(utcnow())
+        columns = ", ".join(f"{key} = ?" for key in values)
+        with self.transaction():
+            self.conn.execute(f"UPDATE runs SET {columns} WHERE id = ?", (*values.values(), run_id))
+
+    def last_complete_read(self) -> LastRead | None:
+        row = self.conn.execute(
+            "SELECT started_at, accepted FROM runs WHERE complete = 1 AND mode = 'apply' "
+            "AND outcome IN ('ok', 'partial') ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else LastRead(row["started_at"], int(row["accepted"] or 0))
+
+    def recent_runs(self, limit: int = 10) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+
+    # ---------------------------------------------------------------- counts
+
+    def counts(self) -> dict[str, int]:
+        rows = self.query("SELECT state, count(*) AS n FROM mailboxes GROUP BY state")
+        counts = {row["state"]: int(row["n"]) for row in rows}
+        counts["people"] = int(self.scalar("SELECT count(*) FROM people") or 0)
+        return counts
+
+    def provisioned_count(self) -> int:
+        return int(
+            self.scalar("SELECT count(*) FROM mailboxes WHERE state IN ('created', 'adopted')") or 0
+        )
+
+    def has_any_mailbox(self) -> bool:
+        return self.scalar("SELECT 1 FROM mailboxes LIMIT 1") is not None
+
+    # ---------------------------------------------------------------- addresses
+
+    def taken_addresses(self, addresses: Iterable[str], now: datetime) -> set[str]:
+        """Which of these addresses may not be issued (issued, seen taken, or still reserved)."""
+        wanted = list(addresses)
+        taken: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT address FROM addresses WHERE address IN ({marks}) AND "
+                f"(status != 'released' OR reserved_until > ?)",
+                (*chunk, iso(now)),
+            )
+            taken.update(row[0] for row in rows)
+        return taken
+
+    def address_history(self, address: str) -> list[sqlite3.Row]:
+        return self.query(
+            "SELECT a.*, p.first_name, p.last_name FROM addresses a "
+            "LEFT JOIN people p ON p.anchor = a.anchor WHERE a.address = ? "
+            "OR a.address LIKE ? ORDER BY a.issued_at",
+            (address.lower(), address.lower() + "@%"),
+        )
+
+    # ---------------------------------------------------------------- failures
+
+    def failures(self) -> list[sqlite3.Row]:
+        return self.query(
+            "SELECT m.*, p.first_name AS person_first, p.last_name AS person_last "
+            "FROM mailboxes m LEFT JOIN people p USING (anchor) "
+            "WHERE m.state IN ('failed', 'quarantined', 'pending', 'intent') "
+            "ORDER BY m.state, m.next_attempt_at"
+        )
+
+    def release_for_retry(self, anchor: str | None, now: datetime) -> int:
+        """Make failed or quarantined people due now (``syncd retry``); returns how many."""
+        where = "state IN ('failed', 'quarantined')"
+        params: tuple[Any, ...] = (iso(now), iso(now))
+        if anchor is not None:
+            where += " AND anchor = ?"
+            params += (anchor,)
+        with self.transaction():
+            cursor = self.conn.execute(
+                f"UPDATE mailboxes SET state = 'failed', attempts = 0, first_failed_at = NULL, "
+                f"next_attempt_at = ?, updated_at = ? WHERE {where}",
+                params,
+            )
+        return cursor.rowcount
+
+    # ---------------------------------------------------------------- leavers
+
+    def leaver_count(self, leaver_after_missing: int) -> int:
+        return int(
+            self.scalar(
+                "SELECT count(*) FROM people p JOIN mailboxes m USING (anchor) "
+                "WHERE m.state IN ('created', 'adopted') "
+                "AND (p.disabled = 1 OR p.missing_count >= ?)",
+                (leaver_after_missing,),
+            )
+            or 0
+        )
+
+    def leavers(self, leaver_after_missing: int) -> list[sqlite3.Row]:
+        return self.query(
+            "SELECT p.anchor, p.first_name, p.last_name, p.disabled, p.missing_count, "
+            "p.last_seen, m.local_part, m.domain, m.mailbox_id, m.state "
+            "FROM people p JOIN mailboxes m USING (anchor) "
+            "WHERE m.state IN ('created', 'adopted') AND (p.disabled = 1 OR p.missing_count >= ?) "
+            "ORDER BY p.last_seen, p.anchor",
+            (leaver_after_missing,),
+        )

@@ -1,0 +1,138 @@
+"""The state store: schema migrations, the lock, and the queries the CLI reports from."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from syncd.errors import LockHeld, StateError
+from syncd.state import MIGRATIONS, State, StateLock, iso
+
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def add_person(state: State, anchor: str, *, missing: int = 0, disabled: bool = False) -> None:
+    state.conn.execute(
+        "INSERT INTO people VALUES (?, 'Ada', 'Lovelace', NULL, NULL, ?, 'd', ?, ?, ?)",
+        (anchor, int(disabled), iso(NOW), iso(NOW), missing),
+    )
+
+
+def add_mailbox(state: State, anchor: str, status: str, local_part: str | None = None) -> None:
+    state.conn.execute(
+        "INSERT INTO mailboxes (anchor, state, local_part, domain, updated_at, attempts, "
+        "next_attempt_at) VALUES (?, ?, ?, 'example.com', ?, 3, ?)",
+        (anchor, status, local_part, iso(NOW), iso(NOW + timedelta(hours=6))),
+    )
+
+
+def test_new_state_is_migrated_to_the_latest_schema_in_wal_mode(tmp_path: Path) -> None:
+    state = State(tmp_path / "state.db")
+    assert state.schema_version() == len(MIGRATIONS)
+    assert state.scalar("PRAGMA journal_mode") == "wal"
+    assert {"people", "mailboxes", "addresses", "runs", "meta"} <= set(state.db.table_names())
+    state.close()
+    again = State(tmp_path / "state.db")  # reopening runs no migration twice
+    assert again.schema_version() == len(MIGRATIONS)
+
+
+def test_state_from_a_newer_syncd_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    conn.close()
+    with pytest.raises(StateError, match="newer"):
+        State(path)
+
+
+def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
+    state = State(tmp_path / "state.db")
+    with pytest.raises(RuntimeError), state.transaction():
+        add_person(state, "E1")
+        raise RuntimeError("crash mid-batch")
+    assert state.scalar("SELECT count(*) FROM people") == 0
+
+
+def _try_lock(path: str, queue: multiprocessing.Queue[str]) -> None:
+    try:
+        StateLock(Path(path)).acquire()
+        queue.put("acquired")
+    except LockHeld as exc:
+        queue.put(str(exc))
+
+
+def test_lock_excludes_a_second_process_and_is_released(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    lock = StateLock(path)
+    lock.acquire()
+    queue: multiprocessing.Queue[str] = multiprocessing.Queue()
+    other = multiprocessing.Process(target=_try_lock, args=(str(path), queue))
+    other.start()
+    other.join(10)
+    message = queue.get(timeout=5)
+    assert "another syncd" in message
+    lock.release()
+    other = multiprocessing.Process(target=_try_lock, args=(str(path), queue))
+    other.start()
+    other.join(10)
+    assert queue.get(timeout=5) == "acquired"
+
+
+def test_release_for_retry_makes_failed_and_quarantined_due(tmp_path: Path) -> None:
+    state = State(tmp_path / "state.db")
+    add_mailbox(state, "E1", "failed")
+    add_mailbox(state, "E2", "quarantined")
+    add_mailbox(state, "E3", "created", "ada.lovelace")
+    assert state.release_for_retry("E2", NOW) == 1
+    row = state.query("SELECT * FROM mailboxes WHERE anchor = 'E2'")[0]
+    assert (row["state"], row["attempts"], row["next_attempt_at"]) == ("failed", 0, iso(NOW))
+    assert state.release_for_retry(None, NOW) == 2
+    assert state.query("SELECT state FROM mailboxes WHERE anchor = 'E3'")[0][0] == "created"
+
+
+def test_taken_addresses_include_issued_and_reserved_but_not_expired(tmp_path: Path) -> None:
+    state = State(tmp_path / "state.db")
+    rows = [
+        ("issued@example.com", "issued", None),
+        ("seen@example.com", "taken", None),
+        ("reserved@example.com", "released", iso(NOW + timedelta(days=1))),
+        ("expired@example.com", "released", iso(NOW - timedelta(days=1))),
+    ]
+    for address, status, until in rows:
+        state.conn.execute(
+            "INSERT INTO addresses (address, status, issued_at, reserved_until) VALUES (?,?,?,?)",
+            (address, status, iso(NOW), until),
+        )
+    wanted = [row[0] for row in rows] + ["free@example.com"]
+    assert state.taken_addresses(wanted, NOW) == {
+        "issued@example.com",
+        "seen@example.com",
+        "reserved@example.com",
+    }
+
+
+def test_leavers_are_disabled_or_missing_people_with_a_mailbox(tmp_path: Path) -> None:
+    state = State(tmp_path / "state.db")
+    add_person(state, "GONE", missing=3)
+    add_person(state, "ALMOST", missing=2)
+    add_person(state, "OFF", disabled=True)
+    add_person(state, "NOBOX", missing=5)
+    for anchor in ("GONE", "ALMOST", "OFF"):
+        add_mailbox(state, anchor, "created", anchor.lower())
+    assert state.leaver_count(3) == 2
+    assert sorted(row["anchor"] for row in state.leavers(3)) == ["GONE", "OFF"]
+
+
+def test_last_complete_read_ignores_incomplete_plan_and_failed_runs(tmp_path: Path) -> None:
+    state = State(tmp_path / "state.db")
+    good = state.start_run("c1", "apply", "csv", NOW)
+    state.finish_run(good, complete=1, outcome="ok", accepted=100)
+    for mode, complete, outcome in (("apply", 0, "ok"), ("plan", 1, "ok"), ("apply", 1, "error")):
+        run = state.start_run("cx", mode, "csv", NOW)
+        state.finish_run(run, complete=complete, outcome=outcome, accepted=5)
+    last = state.last_complete_read()
+    assert last is not None and last.accepted == 100
