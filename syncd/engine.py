@@ -1,0 +1,455 @@
+"""One sync cycle: read → stage → plan → guard → record → apply → report.
+
+The engine is the only module that knows the order of things. It streams the source into a
+temporary SQLite table (so duplicate anchors are found, and the population is never held in a
+Python list), joins that with the state to find the few people the planner has to look at, asks
+the pure planner what to do, checks the guards, and hands the creates to :mod:`syncd.provision`.
+
+A cycle either raises a :class:`syncd.errors.SyncdError` (the CLI turns it into an exit code) or
+returns a :class:`CycleResult`. Every cycle that got as far as opening the state is recorded in
+``runs``, with its outcome, whether it succeeded or not.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+from syncd import health
+from syncd.config import Config
+from syncd.errors import ConfigError, GuardTripped, SyncdError
+from syncd.logs import cycle_context, event, get_logger
+from syncd.model import Person, ReadReport
+from syncd.plan import GuardInput, Known, Plan, Policy, check_guards, plan
+from syncd.source import Source, open_source
+from syncd.state import State, StateLock, iso, parse_iso, utcnow
+
+log = get_logger("syncd.engine")
+
+STAGE_CHUNK = 2000
+# Test-only: a fixed "today" (YYYY-MM-DD) for start-date tests across days.
+TODAY_ENV = "SYNCD_TODAY"
+
+
+@dataclass(slots=True)
+class CycleOptions:
+    mode: Literal["apply", "plan"] = "apply"
+    allow_creates: int | None = None
+    today: date | None = None
+    # Set by the daemon on SIGTERM: finish the batch in flight, record it, stop.
+    stop: threading.Event | None = None
+    # Called regularly during long cycles (systemd watchdog pings).
+    heartbeat: Callable[[], None] | None = None
+
+
+@dataclass(slots=True)
+class CycleResult:
+    cycle_id: str
+    mode: str
+    started_at: datetime
+    report: ReadReport
+    plan: Plan
+    counts: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+    stopped_early: bool = False
+    message: str = ""
+
+    @property
+    def outcome(self) -> str:
+        """``ok``, or ``partial`` when some people failed (exit code 1)."""
+        return "partial" if self.counts.get("failed", 0) else "ok"
+
+
+def today_for(options: CycleOptions, now: datetime) -> date:
+    if options.today is not None:
+        return options.today
+    forced = os.environ.get(TODAY_ENV)
+    if forced:
+        try:
+            return date.fromisoformat(forced)
+        except ValueError:
+            raise ConfigError(f"{TODAY_ENV}={forced!r} is not a YYYY-MM-DD date") from None
+    return now.date()
+
+
+# ---------------------------------------------------------------------------------- staging
+
+
+def stage_source(
+    state: State, source: Source, report: ReadReport, heartbeat: Callable[[], None] | None
+) -> None:
+    """Stream the source into ``temp.seen``; reject later records with an anchor already seen."""
+    conn = state.conn
+    conn.execute("DROP TABLE IF EXISTS temp.seen")
+    conn.execute(
+        "CREATE TEMP TABLE seen (anchor TEXT PRIMARY KEY, first_name TEXT, last_name TEXT, "
+        "email TEXT, start_date TEXT, disabled INTEGER, digest TEXT, origin TEXT)"
+    )
+    chunk: dict[str, Person] = {}
+
+    def flush() -> None:
+        if not chunk:
+            return
+        marks = ",".join("?" * len(chunk))
+        earlier = dict(
+            conn.execute(
+                f"SELECT anchor, origin FROM temp.seen WHERE anchor IN ({marks})", list(chunk)
+            ).fetchall()
+        )
+        rows = []
+        for anchor, person in chunk.items():
+            if anchor in earlier:
+                reject_duplicate(report, person, earlier[anchor])
+                continue
+            rows.append(
+                (
+                    anchor,
+                    person.first_name,
+                    person.last_name,
+                    person.email,
+                    person.start_date.isoformat() if person.start_date else None,
+                    int(person.disabled),
+                    person.digest,
+                    person.origin,
+                )
+            )
+        conn.executemany("INSERT INTO temp.seen VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        chunk.clear()
+        if heartbeat is not None:
+            heartbeat()
+
+    conn.execute("BEGIN")
+    try:
+        for person in source.read(report):
+            if person.anchor in chunk:
+                reject_duplicate(report, person, chunk[person.anchor].origin)
+                continue
+            chunk[person.anchor] = person
+            if len(chunk) >= STAGE_CHUNK:
+                flush()
+        flush()
+    finally:
+        conn.execute("COMMIT")
+
+
+def reject_duplicate(report: ReadReport, person: Person, first_origin: str) -> None:
+    report.rejected += 1
+    event(
+        log,
+        "record.rejected",
+        30,
+        where=person.origin or None,
+        anchor=person.anchor,
+        field="anchor",
+        reason=f"duplicate anchor, already used by the record at {first_origin or '?'}",
+    )
+
+
+def staged_count(state: State) -> int:
+    return int(state.scalar("SELECT count(*) FROM temp.seen") or 0)
+
+
+# ---------------------------------------------------------------------------------- planning
+
+_CANDIDATES_SQL = """
+SELECT s.anchor, s.first_name, s.last_name, s.email, s.start_date, s.disabled, s.digest,
+       s.origin, p.digest AS known_digest, m.state, m.local_part, m.mailbox_id,
+       m.first_name AS mailbox_first, m.last_name AS mailbox_last, m.attempts,
+       m.next_attempt_at, m.failed_digest
+FROM temp.seen s
+LEFT JOIN people p ON p.anchor = s.anchor
+LEFT JOIN mailboxes m ON m.anchor = s.anchor
+WHERE p.anchor IS NULL OR p.digest != s.digest OR m.anchor IS NULL
+   OR m.state NOT IN ('created', 'adopted')
+   OR m.first_name IS NOT s.first_name OR m.last_name IS NOT s.last_name
+ORDER BY s.rowid
+"""
+
+
+def _candidates(state: State) -> Iterator[tuple[Person, Known | None]]:
+    """People the planner must look at: new, changed, or without a settled mailbox.
+
+    Everyone else (the steady-state majority) is provably a no-op for the planner, so this
+    filter lets a 100k-person cycle where nothing changed look at almost nobody.
+    """
+    for row in state.conn.execute(_CANDIDATES_SQL):
+        yield _person_from_row(row), _known_from_row(row)
+
+
+def _person_from_row(row: sqlite3.Row) -> Person:
+    return Person(
+        anchor=row["anchor"],
+        first_name=row["first_name"],
+        last_name=row["last_name"],
+        email=row["email"],
+        start_date=date.fromisoformat(row["start_date"]) if row["start_date"] else None,
+        disabled=bool(row["disabled"]),
+        digest=row["digest"],
+        origin=row["origin"] or "",
+    )
+
+
+def _known_from_row(row: sqlite3.Row) -> Known | None:
+    if row["known_digest"] is None and row["state"] is None:
+        return None
+    return Known(
+        digest=row["known_digest"],
+        mailbox_state=row["state"],
+        local_part=row["local_part"],
+        mailbox_id=row["mailbox_id"],
+        mailbox_first=row["mailbox_first"],
+        mailbox_last=row["mailbox_last"],
+        attempts=int(row["attempts"] or 0),
+        next_attempt_at=parse_iso(row["next_attempt_at"]) if row["next_attempt_at"] else None,
+        failed_digest=row["failed_digest"],
+    )
+
+
+# ---------------------------------------------------------------------------------- recording
+
+
+def record_people(state: State, report: ReadReport, now: datetime) -> int:
+    """Store new and changed people; on a complete read, count who is missing. One transaction.
+
+    Returns how many people rows were written (changes only, never the whole population).
+    """
+    stamp = iso(now)
+    with state.transaction() as conn:
+        written = conn.execute(
+            "INSERT INTO people (anchor, first_name, last_name, email, start_date, disabled, "
+            "digest, first_seen, last_seen, missing_count) "
+            "SELECT s.anchor, s.first_name, s.last_name, s.email, s.start_date, s.disabled, "
+            "s.digest, :now, :now, 0 FROM temp.seen s LEFT JOIN people p ON p.anchor = s.anchor "
+            "WHERE p.anchor IS NULL OR p.digest != s.digest "
+            "ON CONFLICT(anchor) DO UPDATE SET first_name = excluded.first_name, "
+            "last_name = excluded.last_name, email = excluded.email, "
+            "start_date = excluded.start_date, disabled = excluded.disabled, "
+            "digest = excluded.digest, last_seen = excluded.last_seen, missing_count = 0",
+            {"now": stamp},
+        ).rowcount
+        written += conn.execute(
+            "UPDATE people SET missing_count = 0, last_seen = ? WHERE missing_count > 0 "
+            "AND anchor IN (SELECT anchor FROM temp.seen)",
+            (stamp,),
+        ).rowcount
+        if report.complete:
+            # A rejected record is broken in the source, not gone from it.
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS rejected (anchor TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM temp.rejected")
+            conn.executemany(
+                "INSERT OR IGNORE INTO temp.rejected VALUES (?)",
+                ((anchor,) for anchor in report.rejected_anchors),
+            )
+            last = state.last_complete_read()
+            previous = last.started_at if last else stamp
+            # missing_count 0 means: present in the last complete read, so that is when this
+            # person was last seen.
+            written += conn.execute(
+                "UPDATE people SET last_seen = CASE WHEN missing_count = 0 THEN ? "
+                "ELSE last_seen END, missing_count = missing_count + 1 "
+                "WHERE anchor NOT IN (SELECT anchor FROM temp.seen) "
+                "AND anchor NOT IN (SELECT anchor FROM temp.rejected)",
+                (previous,),
+            ).rowcount
+    return written
+
+
+# ---------------------------------------------------------------------------------- the cycle
+
+
+def new_cycle_id() -> str:
+    return secrets.token_hex(4)
+
+
+def run_cycle(config: Config, options: CycleOptions | None = None) -> CycleResult:
+    """Run one cycle. ``plan`` mode reads and plans but changes nothing anywhere."""
+    options = options or CycleOptions()
+    cycle_id = new_cycle_id()
+    with cycle_context(cycle_id):
+        if options.mode == "plan":
+            return _plan_only(config, options, cycle_id)
+        lock = StateLock(config.state.path)
+        lock.acquire()
+        try:
+            return _apply(config, options, cycle_id)
+        finally:
+            lock.release()
+
+
+def _plan_only(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
+    started = time.monotonic()
+    now = utcnow()
+    path = config.state.path
+    state = State(path, read_only=True) if path.exists() else State(None)
+    try:
+        source = open_source(config)
+        report = ReadReport()
+        stage_source(state, source, report, options.heartbeat)
+        result = CycleResult(cycle_id, "plan", now, report, Plan())
+        result.plan = plan(
+            _candidates(state), Policy.from_config(config), today_for(options, now), now
+        )
+        result.counts = _plan_counts(state, report, result.plan)
+        result.message = "; ".join(_guard_reasons(config, state, report, result.plan, options))
+        result.duration_s = time.monotonic() - started
+        return result
+    finally:
+        state.close()
+
+
+def _plan_counts(state: State, report: ReadReport, the_plan: Plan) -> dict[str, int]:
+    return {
+        "read": report.read,
+        "rejected": report.rejected,
+        "accepted": staged_count(state),
+        "new": the_plan.new_creates,
+        "creates": len(the_plan.creates),
+        "retries": len(the_plan.retries),
+        "renames": len(the_plan.renames),
+        "scheduled": len(the_plan.scheduled),
+        "waiting": the_plan.waiting,
+        "quarantined": the_plan.quarantined,
+        "unresolved": the_plan.unresolved,
+    }
+
+
+def _guard_reasons(
+    config: Config, state: State, report: ReadReport, the_plan: Plan, options: CycleOptions
+) -> list[str]:
+    last = state.last_complete_read() if state.path is not None else None
+    safety = config.safety
+    return check_guards(
+        GuardInput(
+            accepted=staged_count(state),
+            complete=report.complete,
+            last_complete_accepted=last.accepted if last else None,
+            new_creates=the_plan.new_creates,
+            provisioned=state.provisioned_count(),
+            min_source_people=safety.min_source_people,
+            max_source_drop_percent=safety.max_source_drop_percent,
+            max_creates_per_cycle=safety.max_creates_per_cycle,
+            max_creates_percent=safety.max_creates_percent,
+            allow_creates=options.allow_creates,
+        )
+    )
+
+
+def _apply(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
+    # Imported here so that `syncd plan` and `syncd status` never load httpx.
+    from syncd.provision import Provisioner, connect
+
+    started = time.monotonic()
+    now = utcnow()
+    source = open_source(config)
+    # Token and domain are checked before the state is touched: a wrong token writes nothing.
+    client = connect(config)
+    state = State(config.state.path)
+    run_id = state.start_run(cycle_id, "apply", source.describe(), now)
+    report = ReadReport()
+    result = CycleResult(cycle_id, "apply", now, report, Plan())
+    health.cycle_started(config, now)
+    try:
+        provisioner = Provisioner(config, state, client, now, options)
+        provisioner.resolve_intents()
+        stage_source(state, source, report, options.heartbeat)
+        if not report.complete:
+            event(log, "source.incomplete", 30, reason=report.incomplete_reason)
+        result.plan = plan(
+            _candidates(state), Policy.from_config(config), today_for(options, now), now
+        )
+        reasons = _guard_reasons(config, state, report, result.plan, options)
+        if not reasons and result.plan.creates and not state.has_any_mailbox():
+            reasons += provisioner.first_run_reasons()
+        if reasons:
+            raise GuardTripped("safety guard: nothing was applied: " + " | ".join(reasons))
+        record_people(state, report, now)
+        provisioner.create(result.plan.creates + result.plan.retries)
+        provisioner.rename(result.plan.renames)
+        result.counts = _final_counts(config, state, report, result.plan, provisioner.counters)
+        result.stopped_early = provisioner.stopped
+        result.duration_s = time.monotonic() - started
+        outcome = result.outcome
+        state.finish_run(
+            run_id,
+            complete=int(report.complete),
+            incomplete_reason=report.incomplete_reason,
+            outcome=outcome,
+            exit_code=1 if outcome == "partial" else 0,
+            **{k: result.counts.get(k, 0) for k in _RUN_COUNT_COLUMNS},
+        )
+        summary(result)
+        health.cycle_finished(config, state, result)
+        return result
+    except SyncdError as exc:
+        state.finish_run(
+            run_id,
+            complete=int(report.complete),
+            incomplete_reason=report.incomplete_reason,
+            read=report.read,
+            rejected=report.rejected,
+            outcome="error",
+            message=str(exc),
+        )
+        health.cycle_failed(config, state, now, exc)
+        raise
+    finally:
+        client.close()
+        state.close()
+
+
+_RUN_COUNT_COLUMNS = (
+    "read", "rejected", "accepted", "new", "created", "adopted", "renamed", "failed",
+    "pending", "quarantined", "scheduled", "leavers",
+)  # fmt: skip
+
+
+def _final_counts(
+    config: Config, state: State, report: ReadReport, the_plan: Plan, done: dict[str, int]
+) -> dict[str, int]:
+    counts = state.counts()
+    return {
+        "read": report.read,
+        "rejected": report.rejected,
+        "accepted": staged_count(state),
+        "new": the_plan.new_creates,
+        "created": done.get("created", 0),
+        "adopted": done.get("adopted", 0),
+        "renamed": done.get("renamed", 0),
+        "failed": done.get("failed", 0),
+        "pending": counts.get("failed", 0) + counts.get("pending", 0) + counts.get("intent", 0),
+        "quarantined": counts.get("quarantined", 0),
+        "scheduled": len(the_plan.scheduled),
+        "leavers": state.leaver_count(config.sync.leaver_after_missing),
+        "mailboxes": counts.get("created", 0) + counts.get("adopted", 0),
+    }
+
+
+def summary(result: CycleResult) -> None:
+    c = result.counts
+    event(
+        log,
+        "cycle.summary",
+        mode=result.mode,
+        outcome=result.outcome,
+        complete=result.report.complete,
+        read=c.get("read"),
+        rejected=c.get("rejected"),
+        new=c.get("new"),
+        created=c.get("created"),
+        adopted=c.get("adopted"),
+        renamed=c.get("renamed"),
+        failed=c.get("failed"),
+        pending=c.get("pending"),
+        quarantined=c.get("quarantined"),
+        scheduled=c.get("scheduled"),
+        leavers=c.get("leavers"),
+        stopped_early=result.stopped_early or None,
+        duration_s=f"{result.duration_s:.2f}",
+    )

@@ -1,0 +1,579 @@
+"""Apply a plan to Hybridbox without ever creating a mailbox twice.
+
+The protocol for every bulk call (the *intent journal*):
+
+1. choose an address for each person and write the batch to ``mailboxes`` as ``intent`` (and
+   the addresses as issued) in one transaction;
+2. send the bulk request;
+3. record every item's outcome in one transaction.
+
+A crash between 1 and 3 leaves intents behind; the next cycle resolves each one by looking its
+address up on Hybridbox (:meth:`Provisioner.resolve_intents`) before anything new is sent. An
+answer that may have been lost (timeout after sending, connection reset, 5xx) is resolved the
+same way at once: look up, record what exists, re-send only what is missing.
+
+``SYNCD_TEST_CRASH_AT`` (tests only) names a point where the process kills itself with SIGKILL,
+to prove the above: ``after_intents``, ``after_send`` (request sent, answer not read),
+``after_answer`` (answer read, not recorded) and ``mid_batch`` (half the outcomes written inside
+the open transaction). ``SYNCD_TEST_CRASH_COUNT=N`` crashes at the Nth time the point is reached.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import httpx
+
+from syncd import addresses
+from syncd.config import Config
+from syncd.engine import CycleOptions
+from syncd.errors import HybridboxUnavailable, NotAuthorized, SyncdError
+from syncd.hybridbox import (
+    BatchTooLarge,
+    BulkResult,
+    HybridboxClient,
+    ItemKind,
+    Mailbox,
+    NewMailbox,
+    OutcomeUnknown,
+    RetryBudget,
+)
+from syncd.logs import event, get_logger
+from syncd.model import Person
+from syncd.plan import Action, after_failure
+from syncd.state import State, iso, parse_iso
+
+log = get_logger("syncd.provision")
+
+CRASH_ENV = "SYNCD_TEST_CRASH_AT"
+CRASH_COUNT_ENV = "SYNCD_TEST_CRASH_COUNT"
+_crash_hits: Counter[str] = Counter()
+
+# How often one person may be re-sent within a cycle after a lost answer or a collision.
+MAX_RESENDS = 3
+PROGRESS_EVERY_S = 5.0
+
+
+def crashpoint(name: str) -> None:
+    if os.environ.get(CRASH_ENV) != name:
+        return
+    _crash_hits[name] += 1
+    if _crash_hits[name] >= int(os.environ.get(CRASH_COUNT_ENV, "1")):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _CrashAfterSend(httpx.BaseTransport):
+    """Lets a bulk request reach the server, then dies before syncd reads the answer."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.url.path.endswith("/mailboxes/bulk"):
+            crashpoint("after_send")
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def connect(config: Config) -> HybridboxClient:
+    """A client whose token and domain have been checked (401/403/404 raise here)."""
+    settings = config.hybridbox
+    transport: httpx.BaseTransport | None = None
+    if os.environ.get(CRASH_ENV) == "after_send":
+        transport = _CrashAfterSend(httpx.HTTPTransport())
+    client = HybridboxClient(
+        settings, settings.token(), budget=RetryBudget(settings.retry_budget_s), transport=transport
+    )
+    try:
+        client.check_domain(settings.domain)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+@dataclass(slots=True)
+class _Item:
+    person: Person
+    local_part: str | None = None
+    resends: int = 0
+    # Candidates found taken on Hybridbox during this cycle.
+    excluded: set[str] = field(default_factory=set)
+
+
+def _same_person(mailbox: Mailbox, person: Person) -> bool:
+    return (
+        mailbox.first_name.strip().casefold() == person.first_name.strip().casefold()
+        and mailbox.last_name.strip().casefold() == person.last_name.strip().casefold()
+    )
+
+
+class Provisioner:
+    def __init__(
+        self,
+        config: Config,
+        state: State,
+        client: HybridboxClient,
+        now: datetime,
+        options: CycleOptions,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.client = client
+        self.now = now
+        self.options = options
+        self.domain = config.hybridbox.domain.lower()
+        self.batch_size = config.hybridbox.batch_size
+        self.counters: Counter[str] = Counter()
+        self.stopped = False
+
+    # ------------------------------------------------------------------ helpers
+
+    def _address(self, local_part: str) -> str:
+        return f"{local_part}@{self.domain}"
+
+    def _heartbeat(self) -> None:
+        if self.options.heartbeat is not None:
+            self.options.heartbeat()
+
+    def _stop_requested(self) -> bool:
+        return self.options.stop is not None and self.options.stop.is_set()
+
+    # ------------------------------------------------------------------ guards
+
+    def first_run_reasons(self) -> list[str]:
+        """A first run against a domain that already has mailboxes must adopt, not create."""
+        if self.state.get_meta("baseline") is not None:
+            return []
+        existing = next(iter(self.client.list_mailboxes(self.domain)), None)
+        if existing is None:
+            return []
+        return [
+            f"syncd's state is empty but the Hybridbox domain {self.domain} already has "
+            f"mailboxes (e.g. {existing.primary_email}); run `syncd adopt` once so that "
+            f"existing staff are matched to their mailboxes instead of getting new ones"
+        ]
+
+    # ------------------------------------------------------------------ intents
+
+    def resolve_intents(self) -> None:
+        """Settle every intent left by an interrupted cycle, by looking its address up."""
+        rows = self.state.query(
+            "SELECT m.anchor, m.local_part, m.first_name, m.last_name FROM mailboxes m "
+            "WHERE m.state = 'intent'"
+        )
+        if not rows:
+            return
+        event(log, "intent.resolving", count=len(rows))
+        for row in rows:
+            person = Person(row["anchor"], row["first_name"] or "", row["last_name"] or "")
+            mailbox = self.client.find_by_address(row["local_part"], self.domain)
+            with self.state.transaction():
+                self._settle(_Item(person, row["local_part"]), mailbox, origin="intent")
+            self._heartbeat()
+
+    def _settle(self, item: _Item, mailbox: Mailbox | None, *, origin: str) -> bool:
+        """Record what a lookup found for an item. True when it still needs to be sent.
+
+        Must be called inside a transaction.
+        """
+        assert item.local_part is not None
+        if mailbox is not None and _same_person(mailbox, item.person):
+            self._mark_created(item, mailbox, adopted=origin == "taken")
+            return False
+        if mailbox is not None:
+            self._mark_collision(item)
+        else:
+            self._set_state(item.person.anchor, "pending")
+        event(
+            log,
+            "intent.resolved" if origin == "intent" else "mailbox.lookup",
+            anchor=item.person.anchor,
+            address=self._address(item.local_part),
+            found="other person" if mailbox is not None else "nothing",
+            outcome="will be created",
+        )
+        if mailbox is not None:
+            item.local_part = None
+        return True
+
+    # ------------------------------------------------------------------ creates
+
+    def create(self, actions: list[Action]) -> None:
+        queue: deque[_Item] = deque(
+            _Item(a.person, a.known.local_part if a.known else None) for a in actions
+        )
+        total = len(queue)
+        if not total:
+            return
+        started = last_progress = time.monotonic()
+        while queue:
+            if self._stop_requested():
+                self.stopped = True
+                event(log, "cycle.stopping", reason="stop requested", left=len(queue))
+                return
+            batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
+            batch = self._allocate(batch)
+            if not batch:
+                continue
+            queue.extendleft(reversed(self._send(batch)))
+            self._heartbeat()
+            if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+                last_progress = time.monotonic()
+                self._progress(total, total - len(queue), started)
+
+    def _progress(self, total: int, done: int, started: float) -> None:
+        elapsed = time.monotonic() - started
+        rate = done / elapsed if elapsed else 0.0
+        event(
+            log,
+            "progress",
+            done=done,
+            total=total,
+            created=self.counters["created"],
+            rate_per_s=f"{rate:.0f}",
+            eta_s=f"{(total - done) / rate:.0f}" if rate else None,
+        )
+
+    def _allocate(self, batch: list[_Item]) -> list[_Item]:
+        """Give every item without an address the first free candidate; drop the hopeless."""
+        settings = self.config.addresses
+        wanted: dict[int, Iterable[str]] = {}
+        firsts: dict[int, str] = {}
+        for index, item in enumerate(batch):
+            if item.local_part is not None:
+                continue
+            preferred = None
+            email = item.person.email
+            if email and email.lower().endswith("@" + self.domain):
+                preferred = email.rsplit("@", 1)[0].lower()
+            candidates = iter(
+                c
+                for c in addresses.candidates(item.person, settings, preferred=preferred)
+                if c not in item.excluded
+            )
+            wanted[index] = candidates
+            first = next(candidates, None)
+            if first is not None:
+                firsts[index] = first
+        taken = self.state.taken_addresses((self._address(c) for c in firsts.values()), self.now)
+        in_batch: set[str] = {i.local_part for i in batch if i.local_part}
+        ready: list[_Item] = []
+        for index, item in enumerate(batch):
+            if index in wanted:
+                item.local_part = self._first_free(
+                    firsts.get(index), wanted[index], taken, in_batch
+                )
+                if item.local_part is None:
+                    self._fail(
+                        item, "no_free_address", "every address candidate is taken", permanent=True
+                    )
+                    continue
+                in_batch.add(item.local_part)
+            ready.append(item)
+        return ready
+
+    def _first_free(
+        self, first: str | None, rest: Iterable[str], taken: set[str], in_batch: set[str]
+    ) -> str | None:
+        if first is not None and self._address(first) not in taken and first not in in_batch:
+            return first
+        for candidate in rest:
+            if candidate in in_batch:
+                continue
+            if not self.state.taken_addresses([self._address(candidate)], self.now):
+                return candidate
+        return None
+
+    def _write_intents(self, batch: list[_Item], batch_id: str) -> None:
+        stamp = iso(self.now)
+        with self.state.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO addresses (address, anchor, status, issued_at) "
+                "VALUES (?, ?, 'issued', ?) ON CONFLICT(address) DO NOTHING",
+                [(self._address(i.local_part or ""), i.person.anchor, stamp) for i in batch],
+            )
+            conn.executemany(
+                "INSERT INTO mailboxes (anchor, state, local_part, domain, first_name, "
+                "last_name, batch_id, updated_at) VALUES (?, 'intent', ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(anchor) DO UPDATE SET state = 'intent', "
+                "local_part = excluded.local_part, first_name = excluded.first_name, "
+                "last_name = excluded.last_name, batch_id = excluded.batch_id, "
+                "updated_at = excluded.updated_at",
+                [
+                    (
+                        i.person.anchor,
+                        i.local_part,
+                        self.domain,
+                        i.person.first_name,
+                        i.person.last_name,
+                        batch_id,
+                        stamp,
+                    )
+                    for i in batch
+                ],
+            )
+
+    def _send(self, batch: list[_Item]) -> list[_Item]:
+        """Journal, send and record one batch; return the items to send again this cycle."""
+        batch_id = secrets.token_hex(6)
+        self._write_intents(batch, batch_id)
+        crashpoint("after_intents")
+        items = [
+            NewMailbox(i.person.first_name, i.person.last_name, i.local_part or "") for i in batch
+        ]
+        try:
+            result = self.client.bulk_create(self.domain, items)
+        except BatchTooLarge as exc:
+            if len(batch) == 1:
+                raise HybridboxUnavailable(
+                    "Hybridbox refuses even a single-item bulk request as too large"
+                ) from None
+            if exc.limit and exc.limit < len(batch):
+                self.batch_size = exc.limit
+            else:
+                self.batch_size = max(1, len(batch) // 2)
+            event(log, "hybridbox.batch_size", batch_size=self.batch_size, reason=str(exc))
+            return batch
+        except OutcomeUnknown as exc:
+            event(
+                log,
+                "hybridbox.outcome_unknown",
+                30,
+                batch=batch_id,
+                items=len(batch),
+                reason=str(exc),
+            )
+            return self._resolve_by_lookup(batch)
+        crashpoint("after_answer")
+        return self._record(batch, result)
+
+    def _resolve_by_lookup(self, batch: list[_Item]) -> list[_Item]:
+        found = {
+            id(item): self.client.find_by_address(item.local_part or "", self.domain)
+            for item in batch
+        }
+        again: list[_Item] = []
+        with self.state.transaction():
+            for item in batch:
+                if self._settle(item, found[id(item)], origin="lookup"):
+                    again.append(item)
+        return self._limit_resends(again)
+
+    def _limit_resends(self, items: list[_Item]) -> list[_Item]:
+        again = []
+        for item in items:
+            item.resends += 1
+            if item.resends <= MAX_RESENDS:
+                again.append(item)
+        return again
+
+    def _record(self, batch: list[_Item], result: BulkResult) -> list[_Item]:
+        # Lookups happen before the transaction: no network I/O while the database is locked.
+        lookups: dict[int, Mailbox | None] = {}
+        for failure in result.failed:
+            if failure.kind is ItemKind.TAKEN and 0 <= failure.index < len(batch):
+                item = batch[failure.index]
+                lookups[failure.index] = self.client.find_by_address(
+                    item.local_part or "", self.domain
+                )
+        for index in result.unknown:
+            if 0 <= index < len(batch):
+                lookups[index] = self.client.find_by_address(
+                    batch[index].local_part or "", self.domain
+                )
+        again: list[_Item] = []
+        halfway = max(1, len(batch) // 2)
+        written = 0
+        with self.state.transaction():
+            for created in result.created:
+                if 0 <= created.index < len(batch):
+                    self._mark_created(batch[created.index], created.mailbox, adopted=False)
+                    written += 1
+                    if written == halfway:
+                        crashpoint("mid_batch")
+            for failure in result.failed:
+                if not 0 <= failure.index < len(batch):
+                    continue
+                item = batch[failure.index]
+                if failure.kind is ItemKind.TAKEN:
+                    if self._settle(item, lookups.get(failure.index), origin="taken"):
+                        item.excluded.add(item.local_part or "")
+                        again.append(item)
+                else:
+                    self._fail(
+                        item,
+                        failure.code,
+                        failure.message,
+                        permanent=failure.kind is ItemKind.INVALID,
+                    )
+            for index in result.unknown:
+                if 0 <= index < len(batch) and self._settle(
+                    batch[index], lookups.get(index), origin="lookup"
+                ):
+                    again.append(batch[index])
+        return self._limit_resends(again)
+
+    # ------------------------------------------------------------------ recording
+
+    def _set_state(self, anchor: str, state: str) -> None:
+        self.state.conn.execute(
+            "UPDATE mailboxes SET state = ?, updated_at = ? WHERE anchor = ?",
+            (state, iso(self.now), anchor),
+        )
+
+    def _mark_created(self, item: _Item, mailbox: Mailbox, *, adopted: bool) -> None:
+        state = "adopted" if adopted else "created"
+        self.state.conn.execute(
+            "UPDATE mailboxes SET state = ?, mailbox_id = ?, local_part = ?, first_name = ?, "
+            "last_name = ?, attempts = 0, first_failed_at = NULL, next_attempt_at = NULL, "
+            "last_code = NULL, last_message = NULL, failed_digest = NULL, created_at = ?, "
+            "updated_at = ? WHERE anchor = ?",
+            (
+                state,
+                mailbox.id,
+                mailbox.local_part or item.local_part,
+                mailbox.first_name,
+                mailbox.last_name,
+                iso(self.now),
+                iso(self.now),
+                item.person.anchor,
+            ),
+        )
+        self.counters[state] += 1
+        event(
+            log,
+            f"mailbox.{state}",
+            anchor=item.person.anchor,
+            address=mailbox.primary_email or self._address(item.local_part or ""),
+            mailbox_id=mailbox.id,
+        )
+
+    def _mark_collision(self, item: _Item) -> None:
+        """The address belongs to someone else on Hybridbox: never offer it again."""
+        address = self._address(item.local_part or "")
+        self.state.conn.execute(
+            "INSERT INTO addresses (address, anchor, status, issued_at) VALUES (?, NULL, "
+            "'taken', ?) ON CONFLICT(address) DO UPDATE SET anchor = NULL, status = 'taken'",
+            (address, iso(self.now)),
+        )
+        self.state.conn.execute(
+            "UPDATE mailboxes SET state = 'pending', local_part = NULL, updated_at = ? "
+            "WHERE anchor = ?",
+            (iso(self.now), item.person.anchor),
+        )
+        event(
+            log,
+            "address.collision",
+            anchor=item.person.anchor,
+            address=address,
+            action="trying the next candidate",
+        )
+
+    def _fail(self, item: _Item, code: str, message: str, *, permanent: bool) -> None:
+        anchor = item.person.anchor
+        row = self.state.conn.execute(
+            "SELECT attempts, first_failed_at FROM mailboxes WHERE anchor = ?", (anchor,)
+        ).fetchone()
+        attempts = int(row["attempts"]) if row else 0
+        first_failed = parse_iso(row["first_failed_at"]) if row and row["first_failed_at"] else None
+        quarantine = self.config.safety.quarantine_after
+        decision = after_failure(
+            attempts,
+            first_failed,
+            self.now,
+            permanent=permanent,
+            quarantine_attempts=quarantine.attempts,
+            quarantine_days=quarantine.days,
+        )
+        stamp = iso(self.now)
+        self.state.conn.execute(
+            "INSERT INTO mailboxes (anchor, state, local_part, domain, first_name, last_name, "
+            "attempts, first_failed_at, next_attempt_at, last_code, last_message, "
+            "failed_digest, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(anchor) DO UPDATE SET state = excluded.state, "
+            "attempts = excluded.attempts, first_failed_at = excluded.first_failed_at, "
+            "next_attempt_at = excluded.next_attempt_at, last_code = excluded.last_code, "
+            "last_message = excluded.last_message, failed_digest = excluded.failed_digest, "
+            "updated_at = excluded.updated_at",
+            (
+                anchor,
+                decision.state,
+                item.local_part,
+                self.domain,
+                item.person.first_name,
+                item.person.last_name,
+                decision.attempts,
+                iso(first_failed or self.now),
+                iso(decision.next_attempt_at) if decision.next_attempt_at else None,
+                code,
+                message[:500],
+                item.person.digest,
+                stamp,
+            ),
+        )
+        self.counters["failed"] += 1
+        event(
+            log,
+            "mailbox.failed",
+            30,
+            anchor=anchor,
+            address=self._address(item.local_part) if item.local_part else None,
+            code=code,
+            message=message[:200],
+            attempts=decision.attempts,
+            next_attempt=iso(decision.next_attempt_at) if decision.next_attempt_at else None,
+            quarantined=decision.state == "quarantined" or None,
+        )
+
+    # ------------------------------------------------------------------ renames
+
+    def rename(self, actions: list[Action]) -> None:
+        for action in actions:
+            if self._stop_requested():
+                self.stopped = True
+                return
+            known, person = action.known, action.person
+            if known is None or not known.mailbox_id:
+                continue
+            try:
+                mailbox = self.client.rename(known.mailbox_id, person.first_name, person.last_name)
+            except (HybridboxUnavailable, NotAuthorized):
+                raise
+            except SyncdError as exc:
+                self.counters["failed"] += 1
+                event(
+                    log,
+                    "mailbox.rename_failed",
+                    30,
+                    anchor=person.anchor,
+                    mailbox_id=known.mailbox_id,
+                    reason=str(exc),
+                )
+                continue
+            with self.state.transaction() as conn:
+                conn.execute(
+                    "UPDATE mailboxes SET first_name = ?, last_name = ?, updated_at = ? "
+                    "WHERE anchor = ?",
+                    (mailbox.first_name, mailbox.last_name, iso(self.now), person.anchor),
+                )
+            self.counters["renamed"] += 1
+            event(
+                log,
+                "mailbox.renamed",
+                anchor=person.anchor,
+                mailbox_id=known.mailbox_id,
+                old=f"{known.mailbox_first} {known.mailbox_last}",
+                new=f"{person.first_name} {person.last_name}",
+            )
+            self._heartbeat()
