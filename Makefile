@@ -23,18 +23,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the tests use: a real OpenLDAP (slapd, ldapsearch), systemd-analyze for the
-# unit checks, logrotate for its config check. Samba AD is installed by its own test fixture.
+# Debian packages the tests use: a real OpenLDAP (slapd, ldapsearch), a real Samba AD domain
+# controller, systemd-analyze for the unit checks, logrotate for its config check.
+SAMBA_PACKAGES := samba samba-ad-dc python3-samba samba-dsdb-modules winbind krb5-user samba-ad-provision
 system-deps:
 	@missing=""; \
 	command -v slapd >/dev/null 2>&1 || test -x /usr/sbin/slapd || missing="$$missing slapd"; \
 	command -v ldapsearch >/dev/null 2>&1 || missing="$$missing ldap-utils"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
 	command -v logrotate >/dev/null 2>&1 || test -x /usr/sbin/logrotate || missing="$$missing logrotate"; \
+	{ command -v samba-tool >/dev/null 2>&1 && test -x /usr/sbin/samba \
+	  && test -f /usr/share/samba/setup/ad-schema/AD_DS_Attributes__Windows_Server_2012_R2.ldf; } \
+	  || missing="$$missing $(SAMBA_PACKAGES)"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
 	    echo "warning: missing$$missing (run as root on Debian to install); some tests will skip"; \
 	  fi; \

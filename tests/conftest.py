@@ -1,3 +1,25 @@
-"""Shared fixtures. The heavy lifting lives in tests/support/; fixtures here are thin wrappers."""
+"""Shared fixtures. The heavy lifting lives in tests/support/; fixtures here are thin wrappers.
+
+The support modules are registered as plugins so that their fixtures (``emulator``,
+``make_emulator``, ``slapd``, ``slapd_factory``) are available to every test module.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.support.site import Site
+
+if TYPE_CHECKING:
+    from tests.support.emulator import RunningEmulator
+
+pytest_plugins = ["tests.support.emulator", "tests.support.slapd"]
+
+
+@pytest.fixture
+def site(tmp_path: Path, emulator: RunningEmulator) -> Site:
+    """A syncd config, HR export and state dir in tmp_path, pointed at the session's emulator."""
+    return Site(tmp_path, emulator)

@@ -1,0 +1,290 @@
+"""From one LDAP search entry to a ``Person``: attribute mapping, values, dates, disabled flag.
+
+This runs once per entry (100k and more per read), so the mapping from returned attribute names
+to the names we asked for is cached, and nothing is logged unless an entry is odd.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from datetime import date
+
+from ldap3.core.exceptions import LDAPInvalidDnError, LDAPInvalidFilterError
+from ldap3.operation.search import FilterNode, parse_filter
+from ldap3.utils.dn import parse_dn
+
+from syncd.config import LdapSource, SyncConfig
+from syncd.errors import ConfigError
+from syncd.logs import event, get_logger
+from syncd.model import Person, ReadReport
+from syncd.source import _ad
+from syncd.source.csv import DateParser
+
+log = get_logger("syncd.source.ldap")
+
+# LDAP GeneralizedTime: YYYYMMDDHH[MM[SS]][.fraction](Z|+hhmm|-hhmm); only the date is used.
+_GENERALIZED_TIME = re.compile(
+    r"^(\d{4})(\d{2})(\d{2})\d{2}(?:\d{2}){0,2}(?:[.,]\d+)?(?:Z|[+-]\d{4})?$"
+)
+# RFC 4512 attribute description: a name or numeric OID, then ;options.
+_ATTRIBUTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)(?:;[A-Za-z0-9-=]+)*$")
+_MATCHING_RULE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)$")
+
+
+# ---------------------------------------------------------------------------- config validation
+
+
+def check_filter(search_filter: str) -> None:
+    """Raise ConfigError if ``search_filter`` is not a valid RFC 4515 filter (before connecting).
+
+    ldap3's parser catches unbalanced parentheses and missing operators; attribute names are
+    checked here as well, because a filter on ``(given name=x)`` would otherwise reach the
+    server, match nothing, and look like a directory with no people in it.
+    """
+    try:
+        root = parse_filter(search_filter, None, True, True, None, False)
+    except LDAPInvalidFilterError as exc:
+        raise _filter_error(search_filter, str(exc)) from None
+    nodes: list[FilterNode] = list(root.elements)
+    while nodes:
+        node = nodes.pop()
+        nodes.extend(node.elements)
+        assertion = node.assertion or {}
+        attribute = assertion.get("attr")
+        rule = assertion.get("matchingRule")
+        if attribute is not None and attribute is not False and not _ATTRIBUTE.match(attribute):
+            raise _filter_error(search_filter, f"{attribute!r} is not an attribute name")
+        if rule and not _MATCHING_RULE.match(rule):
+            raise _filter_error(search_filter, f"{rule!r} is not a matching rule")
+
+
+def _filter_error(search_filter: str, problem: str) -> ConfigError:
+    return ConfigError(
+        f"at 'source.filter': {search_filter!r} is not a valid LDAP filter: {problem}",
+        hint="write it like (&(objectClass=inetOrgPerson)(!(employeeType=contractor)))",
+    )
+
+
+def check_base_dn(base_dn: str) -> None:
+    try:
+        parse_dn(base_dn)
+    except LDAPInvalidDnError as exc:
+        raise ConfigError(
+            f"at 'source.base_dn': {base_dn!r} is not a valid DN: {exc}",
+            hint="write it like ou=people,dc=example,dc=org",
+        ) from None
+
+
+# ---------------------------------------------------------------------------------- the mapping
+
+
+class EntryMapper:
+    """Turns search entries into people; rejects bad ones with one ``record.rejected`` event."""
+
+    def __init__(self, config: LdapSource, sync: SyncConfig) -> None:
+        names = config.attributes
+        self._anchor_attribute = config.effective_anchor
+        self._fields: dict[str, str | None] = {
+            "anchor": config.effective_anchor,
+            "first_name": names.first_name,
+            "last_name": names.last_name,
+            "email": names.email,
+            "start_date": names.start_date,
+            "disabled": config.effective_disabled,
+        }
+        self._anchor = self._anchor_attribute.lower()
+        self._binary_anchor = self._anchor in _ad.BINARY_GUID_ATTRIBUTES
+        self._first = names.first_name.lower()
+        self._last = names.last_name.lower()
+        self._email = names.email.lower() if names.email else None
+        self._start = names.start_date.lower() if names.start_date else None
+        disabled = config.effective_disabled
+        self._disabled = disabled.lower() if disabled else None
+        self._uac = self._disabled == "useraccountcontrol"
+        self._disabled_values = frozenset(v.strip().casefold() for v in config.disabled_values)
+        # The CSV source's parser: same formats, same fast path for ISO dates, cached.
+        self._parse_date = DateParser(sync.date_format)
+        self._wanted = frozenset(a.lower() for a in self.attributes)
+        # Returned attribute description (as the server spells it) -> lower-case wanted name.
+        self._returned: dict[str, str | None] = {}
+
+    @property
+    def attributes(self) -> list[str]:
+        """The attributes to request, each once; operational ones (entryUUID) by name."""
+        seen: dict[str, str] = {}
+        for name in self._fields.values():
+            if name:
+                seen.setdefault(name.lower(), name)
+        return list(seen.values())
+
+    def attribute_for(self, field: str) -> str | None:
+        return self._fields[field]
+
+    def person(
+        self, dn: str, raw_attributes: Mapping[str, Sequence[bytes]], report: ReadReport
+    ) -> Person | None:
+        """The person in this entry, or None (after logging why) if the entry is unusable."""
+        values: dict[str, Sequence[bytes]] = {}
+        returned = self._returned
+        for description, raw in raw_attributes.items():
+            if description in returned:
+                name = returned[description]
+            else:
+                name = returned[description] = self._wanted_name(description)
+            if name is not None and raw:
+                values[name] = raw
+
+        anchor: str | None = None
+        try:
+            anchor = self._anchor_of(values.get(self._anchor))
+            first_name = self._name(values.get(self._first), dn, anchor, "first_name", report)
+            last_name = self._name(values.get(self._last), dn, anchor, "last_name", report)
+            email = self._email_of(values)
+            start_date = self._start_date(values)
+            disabled = self._is_disabled(values)
+        except _Rejected as rejected:
+            self._reject(report, dn, anchor, rejected.field, rejected.reason)
+            return None
+        return Person(
+            anchor=anchor,
+            first_name=first_name,
+            last_name=last_name,
+            email=email,
+            start_date=start_date,
+            disabled=disabled,
+            origin=dn,
+        )
+
+    # Per-field parsing ----------------------------------------------------------------------
+
+    def _wanted_name(self, description: str) -> str | None:
+        name = _ad.attribute_name(description)
+        return name if name in self._wanted else None
+
+    def _anchor_of(self, raw: Sequence[bytes] | None) -> str:
+        attribute = self._anchor_attribute
+        if not raw:
+            raise _Rejected("anchor", f"{attribute} is missing")
+        if len(raw) > 1:
+            raise _Rejected("anchor", f"{attribute} has {len(raw)} values; an anchor has one")
+        if self._binary_anchor:
+            try:
+                return _ad.guid_string(raw[0])
+            except ValueError as exc:
+                raise _Rejected("anchor", f"{attribute}: {exc}") from None
+        anchor = _text(raw[0], "anchor").strip()
+        if not anchor:
+            raise _Rejected("anchor", f"{attribute} is empty")
+        return anchor
+
+    def _name(
+        self,
+        raw: Sequence[bytes] | None,
+        dn: str,
+        anchor: str,
+        field: str,
+        report: ReadReport,
+    ) -> str:
+        attribute = self._fields[field]
+        if not raw:
+            raise _Rejected(field, f"{attribute} is missing")
+        if len(raw) > 1:
+            report.warnings += 1
+            event(
+                log,
+                "record.multivalued",
+                logging.WARNING,
+                source="ldap",
+                dn=dn,
+                anchor=anchor,
+                field=field,
+                values=len(raw),
+                used="the first value",
+            )
+        value = _text(raw[0], field).strip()
+        if not value:
+            raise _Rejected(field, f"{attribute} is empty")
+        return unicodedata.normalize("NFC", value)
+
+    def _email_of(self, values: Mapping[str, Sequence[bytes]]) -> str | None:
+        raw = values.get(self._email) if self._email else None
+        if not raw:
+            return None
+        return _text(raw[0], "email").strip() or None
+
+    def _start_date(self, values: Mapping[str, Sequence[bytes]]) -> date | None:
+        raw = values.get(self._start) if self._start else None
+        if not raw:
+            return None
+        text = _text(raw[0], "start_date").strip()
+        if not text:
+            return None
+        match = _GENERALIZED_TIME.match(text)
+        if match:
+            parsed = _date_or_none(int(match[1]), int(match[2]), int(match[3]))
+        else:
+            parsed = self._parse_date(text)
+        if parsed is not None:
+            return parsed
+        formats = " or ".join(self._parse_date.formats)
+        raise _Rejected(
+            "start_date",
+            f"{self._fields['start_date']} {text!r} matches neither {formats} "
+            "nor LDAP GeneralizedTime (20260301000000Z)",
+        )
+
+    def _is_disabled(self, values: Mapping[str, Sequence[bytes]]) -> bool:
+        raw = values.get(self._disabled) if self._disabled else None
+        if not raw:
+            return False
+        if self._uac:
+            try:
+                return _ad.account_disabled(raw[0])
+            except (ValueError, UnicodeDecodeError):
+                raise _Rejected(
+                    "disabled", f"userAccountControl {raw[0]!r} is not a number"
+                ) from None
+        values_seen = (_text(value, "disabled").strip().casefold() for value in raw)
+        return any(value in self._disabled_values for value in values_seen)
+
+    def _reject(
+        self, report: ReadReport, dn: str, anchor: str | None, field: str, reason: str
+    ) -> None:
+        report.rejected += 1
+        if anchor:
+            # A broken record is not a missing one: its person must not drift towards "leaver".
+            report.rejected_anchors.append(anchor)
+        event(
+            log,
+            "record.rejected",
+            logging.WARNING,
+            source="ldap",
+            dn=dn,
+            anchor=anchor,
+            field=field,
+            reason=reason,
+        )
+
+
+class _Rejected(Exception):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def _date_or_none(year: int, month: int, day: int) -> date | None:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None
+
+
+def _text(raw: bytes, field: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Rejected(field, "the value is not valid UTF-8") from None

@@ -1,0 +1,498 @@
+"""Read people from OpenLDAP or Active Directory with a streaming paged search.
+
+The read is a loop over simple-paged-results pages (RFC 2696) rather than ldap3's
+``paged_search(generator=True)``: that generator swallows the result code of the last page, so a
+read cut short by the server's size or time limit (rc 4/3) would look complete. Here every page's
+result code is checked, and a read is complete only when the last page came back with rc 0 and an
+empty cookie. Only one page is held in memory; people are yielded as their page arrives.
+
+Anything that goes wrong *during* the read (dropped connection, limit, referral) ends it early
+and marks the ``ReadReport`` incomplete; the people already yielded stay usable. Anything that
+goes wrong *before* the first entry is an error an administrator has to fix (``ConfigError``) or
+an outage (``SourceUnavailable``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import ssl
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from ldap3 import (
+    ANONYMOUS,
+    BASE,
+    DEREF_NEVER,
+    LEVEL,
+    NONE,
+    SIMPLE,
+    SUBTREE,
+    SYNC,
+    Connection,
+    Server,
+    Tls,
+)
+from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
+
+from syncd.config import LdapSource, SyncConfig
+from syncd.errors import ConfigError, SourceUnavailable
+from syncd.logs import event, get_logger, register_secret
+from syncd.model import Person, ReadReport
+from syncd.source import _ad
+from syncd.source._ldap_entry import EntryMapper, check_base_dn, check_filter
+
+log = get_logger("syncd.source.ldap")
+
+PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
+_SCOPES = {"base": BASE, "one": LEVEL, "sub": SUBTREE}
+_RESULT_NAMES = {3: "timeLimitExceeded", 4: "sizeLimitExceeded", 10: "referral"}
+# Result codes that mean "this server cannot serve us right now": try the next URL.
+_BUSY = {51, 52}
+
+
+class LdapReader:
+    """One LDAP/AD source: ``read()`` streams people, ``sample()`` checks the connection."""
+
+    # Seconds to wait before the second round of connection attempts; grows linearly, capped.
+    retry_backoff_s: float = 0.5
+    _MAX_BACKOFF_S = 5.0
+
+    def __init__(self, config: LdapSource, sync: SyncConfig) -> None:
+        self._config = config
+        self._filter = config.effective_filter
+        check_filter(self._filter)
+        check_base_dn(config.base_dn)
+        if config.ca_file is not None and not config.ca_file.is_file():
+            raise ConfigError(
+                f"at 'source.ca_file': {config.ca_file} does not exist or is not a file",
+                hint="give the PEM certificate of the CA that issued the LDAP server certificate",
+            )
+        self._mapper = EntryMapper(config, sync)
+        self._page_size = config.page_size
+        self._page_size_capped = False
+        if config.flavor == "active_directory" and config.page_size > _ad.AD_MAX_PAGE_SIZE:
+            # AD never sends more than MaxPageSize (1000) entries per page; asking for more
+            # only hides how many round trips a read really takes.
+            self._page_size = _ad.AD_MAX_PAGE_SIZE
+            self._page_size_capped = True
+
+    @property
+    def page_size(self) -> int:
+        return self._page_size
+
+    @property
+    def attributes(self) -> list[str]:
+        return self._mapper.attributes
+
+    def describe(self) -> str:
+        urls = ",".join(self._config.url)
+        return f"ldap {urls} base={self._config.base_dn} filter={self._filter}"
+
+    # Reading --------------------------------------------------------------------------------
+
+    def read(self, report: ReadReport) -> Iterator[Person]:
+        """Yield the people of one complete paged read; see the module docstring for failures."""
+        self._warn_about_settings(report)
+        connection, url = self._connect()
+        try:
+            yield from self._read_pages(connection, url, report)
+        finally:
+            _close(connection)
+
+    def sample(self, limit: int = 5) -> list[Person]:
+        """Bind and fetch up to ``limit`` people (``syncd validate``); raises what read() would."""
+        connection, url = self._connect()
+        report = ReadReport()
+        try:
+            try:
+                connection.search(
+                    self._config.base_dn,
+                    self._filter,
+                    _SCOPES[self._config.scope],
+                    dereference_aliases=DEREF_NEVER,
+                    attributes=self._mapper.attributes,
+                    size_limit=limit,
+                )
+            except (LDAPException, OSError) as exc:
+                raise SourceUnavailable(
+                    f"LDAP server {url} dropped the connection during a test search: {exc}"
+                ) from None
+            code = connection.result["result"]
+            if code not in (0, 4):  # 4: our own size limit, expected
+                self._raise_for_first_page(connection.result, url)
+            people = []
+            for entry in connection.response or ():
+                if entry["type"] == "searchResEntry":
+                    person = self._mapper.person(entry["dn"], entry["raw_attributes"], report)
+                    if person is not None:
+                        people.append(person)
+            return people[:limit]
+        finally:
+            _close(connection)
+
+    def _read_pages(self, connection: Connection, url: str, report: ReadReport) -> Iterator[Person]:
+        mapper = self._mapper
+        cookie: bytes | None = None
+        pages = 0
+        skipped_references = 0
+        started = time.monotonic()
+        while True:
+            try:
+                connection.search(
+                    self._config.base_dn,
+                    self._filter,
+                    _SCOPES[self._config.scope],
+                    # Aliases would bring the same person in twice; read the real entries.
+                    dereference_aliases=DEREF_NEVER,
+                    attributes=mapper.attributes,
+                    paged_size=self._page_size,
+                    paged_cookie=cookie,
+                )
+            except (LDAPException, OSError) as exc:
+                self._incomplete(
+                    report, url, f"connection to {url} lost after {report.read} entries: {exc}"
+                )
+                return
+            result = connection.result
+            code = result["result"]
+            if pages == 0 and code not in (0, 3, 4):
+                self._raise_for_first_page(result, url)
+            pages += 1
+            for entry in connection.response or ():
+                if entry["type"] != "searchResEntry":
+                    if self._config.flavor == "active_directory":
+                        # AD points every subtree search at its DNS and configuration
+                        # partitions (DomainDnsZones, ...); they hold no people.
+                        skipped_references += 1
+                        continue
+                    self._incomplete(
+                        report,
+                        url,
+                        f"the server referred part of the tree to {_uris(entry)} after "
+                        f"{report.read} entries; syncd does not follow referrals",
+                    )
+                    return
+                report.read += 1
+                person = mapper.person(entry["dn"], entry["raw_attributes"], report)
+                if person is not None:
+                    yield person
+            if code != 0:
+                self._incomplete(report, url, _limit_reason(result, report.read, pages))
+                return
+            cookie = _cookie(result)
+            if not cookie:
+                break
+        report.complete = True
+        event(
+            log,
+            "ldap.read_done",
+            url=url,
+            read=report.read,
+            rejected=report.rejected,
+            pages=pages,
+            references_skipped=skipped_references or None,
+            seconds=round(time.monotonic() - started, 2),
+        )
+
+    def _warn_about_settings(self, report: ReadReport) -> None:
+        if not self._config.tls_verify:
+            report.warnings += 1
+            event(
+                log,
+                "ldap.tls_unverified",
+                logging.WARNING,
+                url=",".join(self._config.url),
+                reason="source.tls_verify is false: the server certificate is not checked, "
+                "so the bind password can be intercepted",
+            )
+        if self._page_size_capped:
+            report.warnings += 1
+            event(
+                log,
+                "ldap.page_size_capped",
+                logging.WARNING,
+                requested=self._config.page_size,
+                used=self._page_size,
+                reason="Active Directory sends at most 1000 entries per page",
+            )
+
+    def _incomplete(self, report: ReadReport, url: str, reason: str) -> None:
+        report.complete = False
+        report.incomplete_reason = reason
+        event(
+            log,
+            "source.incomplete",
+            logging.WARNING,
+            source="ldap",
+            url=url,
+            read=report.read,
+            reason=reason,
+        )
+
+    def _raise_for_first_page(self, result: dict[str, Any], url: str) -> None:
+        """Turn an error on the first search into something an administrator can act on."""
+        code = result["result"]
+        what = _result_text(result)
+        base_dn = self._config.base_dn
+        if code == 32:
+            raise ConfigError(
+                f"at 'source.base_dn': {base_dn!r} does not exist on {url} ({what})",
+                hint="check the spelling, or whether the bind DN may see it",
+            )
+        if code in _BUSY:
+            raise SourceUnavailable(f"LDAP server {url} is not serving searches now ({what})")
+        if code == 10:
+            raise ConfigError(
+                f"at 'source.base_dn': {url} refers {base_dn!r} to {result.get('referrals')}",
+                hint="put the server that holds this base DN in source.url",
+            )
+        if code == 11:
+            raise ConfigError(
+                f"LDAP server {url} refused the search with an administrative limit ({what})",
+                hint=f"lower source.page_size (now {self._page_size}) or raise the server's limit "
+                "for the bind DN",
+            )
+        if code in (1, 8, 48, 50):
+            raise ConfigError(
+                f"LDAP server {url} does not let {self._config.bind_dn or 'anonymous'} search "
+                f"{base_dn!r} ({what})",
+                hint="check source.bind_dn and its read rights; AD needs a bound user",
+            )
+        raise ConfigError(
+            f"LDAP server {url} rejected the search in {base_dn!r} with filter "
+            f"{self._filter!r} ({what})",
+            hint="check source.base_dn, source.filter and the attribute names in source.attributes",
+        )
+
+    # Connecting -----------------------------------------------------------------------------
+
+    def _connect(self) -> tuple[Connection, str]:
+        """Open and bind, trying every URL ``retries + 1`` times; the first that works wins."""
+        config = self._config
+        password = config.bind_password() if config.bind_dn is not None else None
+        if password:
+            register_secret(password)
+        tls = self._tls()
+        failures: dict[str, str] = {}
+        tls_errors: dict[str, ConfigError] = {}
+        for attempt in range(config.retries + 1):
+            if attempt:
+                time.sleep(min(self.retry_backoff_s * attempt, self._MAX_BACKOFF_S))
+            for url in config.url:
+                if url in tls_errors:
+                    continue  # a certificate does not get better by asking again
+                try:
+                    connection = self._open(url, tls, password)
+                except _TlsFailure as failure:
+                    tls_errors[url] = failure.error
+                    event(log, "ldap.tls_failed", logging.WARNING, url=url, reason=failure.error)
+                    continue
+                except _Unreachable as unreachable:
+                    failures[url] = unreachable.reason
+                    event(
+                        log,
+                        "ldap.connect_failed",
+                        logging.WARNING,
+                        url=url,
+                        attempt=attempt + 1,
+                        reason=unreachable.reason,
+                    )
+                    continue
+                event(log, "ldap.connected", url=url, bind_dn=config.bind_dn or "anonymous")
+                return connection, url
+            if len(tls_errors) == len(config.url):
+                break
+        if tls_errors:
+            raise next(iter(tls_errors.values()))
+        tried = "; ".join(f"{url} ({reason})" for url, reason in failures.items())
+        raise SourceUnavailable(
+            f"cannot reach any LDAP server, tried {config.retries + 1} time(s) each: {tried}",
+            hint="check that the directory server runs and that this host can reach it "
+            "(DNS, firewall, port); the servers tried are listed in source.url",
+        )
+
+    def _tls(self) -> Tls | None:
+        config = self._config
+        if not (config.start_tls or any(url.startswith("ldaps://") for url in config.url)):
+            return None
+        if not config.tls_verify:
+            return Tls(validate=ssl.CERT_NONE)
+        ca_file = str(config.ca_file) if config.ca_file is not None else None
+        if ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=ca_file)
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(
+                    f"at 'source.ca_file': {ca_file} is not a usable CA certificate: {exc}",
+                    hint="give the CA certificate in PEM form (-----BEGIN CERTIFICATE-----)",
+                ) from None
+        return Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca_file)
+
+    def _open(self, url: str, tls: Tls | None, password: str | None) -> Connection:
+        config = self._config
+        parts = urlsplit(url)
+        use_ssl = parts.scheme == "ldaps"
+        host = parts.hostname or ""
+        server = Server(
+            host,
+            port=parts.port or (636 if use_ssl else 389),
+            use_ssl=use_ssl,
+            tls=tls,
+            get_info=NONE,
+            connect_timeout=config.timeout_s,
+        )
+        connection = Connection(
+            server,
+            user=config.bind_dn,
+            password=password,
+            authentication=SIMPLE if config.bind_dn is not None else ANONYMOUS,
+            client_strategy=SYNC,
+            read_only=True,
+            raise_exceptions=False,
+            # ldap3 packs this into SO_RCVTIMEO as whole seconds: a float (5.0) crashes it.
+            receive_timeout=max(1, math.ceil(config.timeout_s)),
+            # No schema (get_info=NONE), so name checks would only cost time per entry.
+            check_names=False,
+            auto_referrals=False,
+            return_empty_attributes=False,
+        )
+        try:
+            connection.open()
+            if config.start_tls:
+                connection.start_tls()
+            bound = connection.bind()
+        except (LDAPException, OSError) as exc:
+            _close(connection)
+            raise _classify_connect_error(exc, url, host, config) from None
+        if not bound:
+            result = connection.result
+            _close(connection)
+            if result["result"] in _BUSY:
+                raise _Unreachable(_result_text(result))
+            raise self._bind_error(result, url)
+        return connection
+
+    def _bind_error(self, result: dict[str, Any], url: str) -> ConfigError:
+        code = result["result"]
+        bind_dn = self._config.bind_dn or "anonymous"
+        what = _result_text(result)
+        if code == 49:
+            detail = _ad.bind_failure_detail(result.get("message") or "")
+            return ConfigError(
+                f"LDAP server {url} rejected the bind as {bind_dn!r}: "
+                f"{detail or 'wrong password or unknown DN'} ({what})",
+                hint="check source.bind_dn and the password in source.bind_password_*",
+            )
+        if code == 8:
+            return ConfigError(
+                f"LDAP server {url} requires an encrypted connection to bind as {bind_dn!r} "
+                f"({what})",
+                hint="use an ldaps:// URL or set source.start_tls: true",
+            )
+        return ConfigError(
+            f"LDAP server {url} refused the bind as {bind_dn!r} ({what})",
+            hint="check source.bind_dn and the password in source.bind_password_*",
+        )
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+class _Unreachable(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _TlsFailure(Exception):
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _classify_connect_error(
+    exc: BaseException, url: str, host: str, config: LdapSource
+) -> Exception:
+    text = str(exc)
+    if "doesn't match any name" in text:
+        return _TlsFailure(
+            ConfigError(
+                f"the TLS certificate of {url} is not valid for the host name {host!r}",
+                hint="use a host name the certificate lists in source.url, or have the "
+                "certificate reissued; source.ca_file does not help here",
+            )
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        reason = text.split("certificate verify failed:", 1)[-1].split("(_ssl.c", 1)[0]
+        reason = reason.strip(" '\",()") or "verification failed"
+        if config.ca_file is not None:
+            hint = f"source.ca_file ({config.ca_file}) is not the CA that issued it; point "
+            hint += "source.ca_file at the right CA certificate"
+        else:
+            hint = "set source.ca_file to the PEM certificate of the CA that issued it"
+        return _TlsFailure(
+            ConfigError(f"the TLS certificate of {url} is not trusted: {reason}", hint=hint)
+        )
+    if isinstance(exc, LDAPStartTLSError) and "startTLS failed" in text:
+        return _TlsFailure(
+            ConfigError(
+                f"LDAP server {url} refused StartTLS ({text})",
+                hint="enable TLS on the server, or use its ldaps:// URL",
+            )
+        )
+    if "SSL" in text or isinstance(exc, LDAPStartTLSError):
+        return _TlsFailure(
+            ConfigError(
+                f"TLS handshake with {url} failed: {text}",
+                hint="check that the port speaks LDAPS (usually 636) or StartTLS (389)",
+            )
+        )
+    return _Unreachable(_short_reason(text))
+
+
+def _short_reason(text: str) -> str:
+    """'socket connection error while opening: [Errno 111] Connection refused' → the tail."""
+    for marker in ("] ", "error while opening: "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[-1]
+    return text.strip(" '\",()[]") or "connection failed"
+
+
+def _result_text(result: dict[str, Any]) -> str:
+    text = f"rc {result['result']} {result.get('description') or ''}".strip()
+    # AD ends its diagnostic messages with a NUL byte; it has no place in a log line.
+    message = (result.get("message") or "").replace("\x00", "").strip()
+    return f"{text}: {message}" if message else text
+
+
+def _limit_reason(result: dict[str, Any], read: int, pages: int) -> str:
+    code = result["result"]
+    name = _RESULT_NAMES.get(code) or result.get("description") or "error"
+    what = _result_text(result) if code not in _RESULT_NAMES else f"rc {code} {name}"
+    if code in (3, 4):
+        kind = "time" if code == 3 else "size"
+        return (
+            f"the server stopped the search at its {kind} limit after {read} entries in "
+            f"{pages} page(s) ({what}); raise the limit for the bind DN or narrow the filter"
+        )
+    return f"the search ended with {what} after {read} entries in {pages} page(s)"
+
+
+def _cookie(result: dict[str, Any]) -> bytes | None:
+    controls = result.get("controls") or {}
+    paged = controls.get(PAGED_RESULTS_OID) or {}
+    cookie: bytes | None = (paged.get("value") or {}).get("cookie")
+    return cookie or None
+
+
+def _uris(entry: dict[str, Any]) -> str:
+    return ", ".join(entry.get("uri") or ()) or "another server"
+
+
+def _close(connection: Connection) -> None:
+    with contextlib.suppress(LDAPException, OSError):  # the connection is gone either way
+        connection.unbind()
