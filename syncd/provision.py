@@ -189,6 +189,16 @@ class Provisioner:
         """
         assert item.local_part is not None
         if mailbox is not None and _same_person(mailbox, item.person):
+            if origin == "intent":
+                # The interrupted request did reach Hybridbox: record it, never send it again.
+                event(
+                    log,
+                    "intent.resolved",
+                    anchor=item.person.anchor,
+                    address=self._address(item.local_part),
+                    found="this person's mailbox",
+                    outcome="recorded as created",
+                )
             self._mark_created(item, mailbox, adopted=origin == "taken")
             return False
         if mailbox is not None:
@@ -339,11 +349,18 @@ class Provisioner:
                 raise HybridboxUnavailable(
                     "Hybridbox refuses even a single-item bulk request as too large"
                 ) from None
-            if exc.limit and exc.limit < len(batch):
-                self.batch_size = exc.limit
-            else:
-                self.batch_size = max(1, len(batch) // 2)
-            event(log, "hybridbox.batch_size", batch_size=self.batch_size, reason=str(exc))
+            # Halve rather than jump to a limit the server may state: the documented API
+            # promises no such field, and halving converges in a few requests either way.
+            self.batch_size = max(1, len(batch) // 2)
+            event(
+                log,
+                "batch.shrunk",
+                30,
+                batch_size=self.batch_size,
+                was=len(batch),
+                reason=str(exc),
+                note="kept for the rest of this cycle",
+            )
             return batch
         except OutcomeUnknown as exc:
             event(
