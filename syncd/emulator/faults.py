@@ -1,0 +1,188 @@
+"""Fault switches: what can go wrong, and the seeded dice that decide when.
+
+The same names are used by the command-line options (with hyphens: ``--fail-rate``) and by the
+admin API (``PUT /_emulator/faults`` with ``{"fail_rate": 0.1}``; hyphens are accepted too).
+Rates are probabilities from 0 to 1 rolled once per request (or per bulk item for ``fail_rate``)
+with one ``random.Random(seed)``, so the same requests against the same settings see the same
+faults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Route names, as used by ``fault_routes`` and in the request statistics.
+PUBLIC_ROUTES = (
+    "bulk_create",
+    "create",
+    "list",
+    "get",
+    "rename",
+    "add_alias",
+    "get_domain",
+    "get_account",
+)
+WRITE_ROUTES = frozenset({"bulk_create", "create", "rename", "add_alias"})
+CREATE_ROUTES = frozenset({"bulk_create", "create"})
+
+BULK_STATUSES = (200, 201, 207)
+ERROR_BODIES = ("json", "detail", "text", "html")
+PAGE_SIZE_OVERFLOWS = ("clamp", "reject")
+
+
+@dataclass(slots=True)
+class FaultSettings:
+    """Every switch, with its default (all faults off)."""
+
+    latency_ms: int = 0
+    rate_limit_every: int = 0
+    drop_rate: float = 0.0
+    unavailable_rate: float = 0.0
+    error_rate: float = 0.0
+    forbid_create: bool = False
+    max_batch: int = 0
+    fail_rate: float = 0.0
+    fail_code: str = "backend_busy"
+    drop_after_write_rate: float = 0.0
+    error_after_write_rate: float = 0.0
+    timeout_after_write_rate: float = 0.0
+    hang_s: float = 60.0
+    retry_after: int = 1
+    retry_after_http_date: bool = False
+    bulk_status: int = 200
+    error_body: str = "json"
+    page_size_overflow: str = "clamp"
+    # Route names the request-level faults apply to; empty means every public route.
+    fault_routes: list[str] = field(default_factory=list)
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def updated(self, changes: Mapping[str, Any]) -> FaultSettings:
+        """A copy with ``changes`` applied; raises ValueError naming the first bad key or value."""
+        current = self.as_dict()
+        for raw_key, value in changes.items():
+            key = raw_key.replace("-", "_")
+            if key not in current:
+                known = ", ".join(sorted(current))
+                raise ValueError(f"unknown fault {raw_key!r}; known: {known}")
+            current[key] = _coerce(key, value)
+        return FaultSettings(**current)
+
+
+_RATES = {
+    "drop_rate",
+    "unavailable_rate",
+    "error_rate",
+    "fail_rate",
+    "drop_after_write_rate",
+    "error_after_write_rate",
+    "timeout_after_write_rate",
+}
+_COUNTS = {"latency_ms", "rate_limit_every", "max_batch", "retry_after"}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check one setting's type and range; JSON numbers and CLI strings both arrive here."""
+    if key in _RATES:
+        rate = _number(key, value)
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{key} must be between 0 and 1, not {value!r}")
+        return rate
+    if key in _COUNTS or key == "seed":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key} must be a whole number, not {value!r}")
+        if key != "seed" and value < 0:
+            raise ValueError(f"{key} must be 0 or more, not {value!r}")
+        return value
+    if key == "hang_s":
+        hang = _number(key, value)
+        if hang < 0:
+            raise ValueError(f"hang_s must be 0 or more, not {value!r}")
+        return hang
+    if key in {"forbid_create", "retry_after_http_date"}:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, not {value!r}")
+        return value
+    if key == "fail_code":
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"fail_code must be a non-empty string, not {value!r}")
+        return value
+    if key == "bulk_status":
+        if value not in BULK_STATUSES or isinstance(value, bool):
+            raise ValueError(f"bulk_status must be one of {BULK_STATUSES}, not {value!r}")
+        return value
+    if key == "error_body":
+        return _choice(key, value, ERROR_BODIES)
+    if key == "page_size_overflow":
+        return _choice(key, value, PAGE_SIZE_OVERFLOWS)
+    if key == "fault_routes":
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ValueError("fault_routes must be a list of route names")
+        unknown = [item for item in value if item not in PUBLIC_ROUTES]
+        if unknown:
+            raise ValueError(
+                f"unknown route {unknown[0]!r} in fault_routes; known: {PUBLIC_ROUTES}"
+            )
+        return list(value)
+    raise AssertionError(f"no coercion for {key}")  # every field is listed above
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key} must be a number, not {value!r}")
+    return float(value)
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}, not {value!r}")
+    return str(value)
+
+
+class FaultInjector:
+    """Holds the live settings and rolls the dice for them.
+
+    ``rate_limit_every`` counts the requests it applies to; the count restarts whenever the
+    settings are replaced, so "every 3rd request" means every 3rd one from that moment on.
+    """
+
+    def __init__(self, settings: FaultSettings) -> None:
+        self.settings = settings
+        self._rng = random.Random(settings.seed)
+        self._rate_limit_count = 0
+
+    def replace(self, settings: FaultSettings) -> None:
+        reseed = settings.seed != self.settings.seed
+        self.settings = settings
+        self._rate_limit_count = 0
+        if reseed:
+            self._rng = random.Random(settings.seed)
+
+    def reseed(self) -> None:
+        self._rng = random.Random(self.settings.seed)
+        self._rate_limit_count = 0
+
+    def applies_to(self, route: str) -> bool:
+        routes = self.settings.fault_routes
+        return not routes or route in routes
+
+    def roll(self, rate: float) -> bool:
+        """True with probability ``rate``; draws a number only when 0 < rate < 1."""
+        if rate <= 0.0:
+            return False
+        if rate >= 1.0:
+            return True
+        return self._rng.random() < rate
+
+    def rate_limited(self) -> bool:
+        every = self.settings.rate_limit_every
+        if every <= 0:
+            return False
+        self._rate_limit_count += 1
+        return self._rate_limit_count % every == 0
