@@ -276,7 +276,7 @@ class Provisioner:
             first = next(candidates, None)
             if first is not None:
                 firsts[index] = first
-        taken = self.state.taken_addresses((self._address(c) for c in firsts.values()), self.now)
+        taken = self._taken(self._address(c) for c in firsts.values())
         in_batch: set[str] = {i.local_part for i in batch if i.local_part}
         ready: list[_Item] = []
         for index, item in enumerate(batch):
@@ -301,17 +301,36 @@ class Provisioner:
         for candidate in rest:
             if candidate in in_batch:
                 continue
-            if not self.state.taken_addresses([self._address(candidate)], self.now):
+            if not self._taken([self._address(candidate)]):
                 return candidate
         return None
 
+    def _taken(self, addresses: Iterable[str]) -> set[str]:
+        return self.state.taken_addresses(
+            addresses,
+            self.now,
+            reserve_days=self.config.addresses.reserve_days,
+            leaver_after_missing=self.config.sync.leaver_after_missing,
+        )
+
     def _write_intents(self, batch: list[_Item], batch_id: str) -> None:
         stamp = iso(self.now)
+        rows = [(self._address(i.local_part or ""), i.person.anchor, stamp) for i in batch]
         with self.state.transaction() as conn:
+            # An address issued again (its holder left more than reserve_days ago) keeps its
+            # earlier holder in address_history, for `syncd addresses`.
+            conn.executemany(
+                "INSERT INTO address_history (address, anchor, issued_at, released_at) "
+                "SELECT address, anchor, issued_at, ? FROM addresses "
+                "WHERE address = ? AND anchor IS NOT NULL AND anchor != ?",
+                [(stamp, address, anchor) for address, anchor, _ in rows],
+            )
             conn.executemany(
                 "INSERT INTO addresses (address, anchor, status, issued_at) "
-                "VALUES (?, ?, 'issued', ?) ON CONFLICT(address) DO NOTHING",
-                [(self._address(i.local_part or ""), i.person.anchor, stamp) for i in batch],
+                "VALUES (?, ?, 'issued', ?) ON CONFLICT(address) DO UPDATE SET "
+                "anchor = excluded.anchor, status = 'issued', issued_at = excluded.issued_at "
+                "WHERE addresses.anchor IS NOT excluded.anchor",
+                rows,
             )
             conn.executemany(
                 "INSERT INTO mailboxes (anchor, state, local_part, domain, first_name, "

@@ -25,7 +25,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,16 @@ MIGRATIONS: list[str] = [
 
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     """,
+    # 2: earlier holders of an address that was issued again after its reservation ended
+    """
+    CREATE TABLE address_history (
+        address TEXT NOT NULL,
+        anchor TEXT,
+        issued_at TEXT NOT NULL,
+        released_at TEXT NOT NULL
+    );
+    CREATE INDEX address_history_address ON address_history(address);
+    """,
 ]
 
 # Mailbox states that mean "this person has a mailbox".
@@ -136,8 +146,14 @@ class StateLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create the lock file {self.path}: {exc.strerror}",
+                hint="check state.path and that syncd's user may write there",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -172,6 +188,14 @@ class State:
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(path, isolation_level=None)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create the state directory {path.parent if path else ''}: {exc.strerror}",
+                hint="check state.path and that syncd's user may write there",
+            ) from None
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open state database {path}: {exc}") from None
+        try:
             conn.row_factory = sqlite3.Row
             if not read_only:
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -286,27 +310,49 @@ class State:
 
     # ---------------------------------------------------------------- addresses
 
-    def taken_addresses(self, addresses: Iterable[str], now: datetime) -> set[str]:
-        """Which of these addresses may not be issued (issued, seen taken, or still reserved)."""
+    def taken_addresses(
+        self,
+        addresses: Iterable[str],
+        now: datetime,
+        *,
+        reserve_days: int | None = None,
+        leaver_after_missing: int = 3,
+    ) -> set[str]:
+        """Which of these addresses may not be issued to someone new.
+
+        Taken: every address syncd issued or saw taken on Hybridbox. With ``reserve_days``, the
+        address of a leaver (disabled, or missing from ``leaver_after_missing`` complete reads)
+        last seen more than ``reserve_days`` ago is free again (Hybridbox still has the final
+        word: if the mailbox was not deleted there, the create reports it taken).
+        """
         wanted = list(addresses)
+        cutoff = iso(now - timedelta(days=reserve_days)) if reserve_days is not None else ""
         taken: set[str] = set()
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(
-                f"SELECT address FROM addresses WHERE address IN ({marks}) AND "
-                f"(status != 'released' OR reserved_until > ?)",
-                (*chunk, iso(now)),
+                f"SELECT a.address FROM addresses a LEFT JOIN people p ON p.anchor = a.anchor "
+                f"WHERE a.address IN ({marks}) AND NOT ("
+                f"  a.status = 'issued' AND p.anchor IS NOT NULL AND p.last_seen < ? "
+                f"  AND (p.disabled = 1 OR p.missing_count >= ?))",
+                (*chunk, cutoff, leaver_after_missing),
             )
             taken.update(row[0] for row in rows)
         return taken
 
     def address_history(self, address: str) -> list[sqlite3.Row]:
+        """Every holder of an address (full, or a local part in any domain), oldest first."""
         return self.query(
-            "SELECT a.*, p.first_name, p.last_name FROM addresses a "
-            "LEFT JOIN people p ON p.anchor = a.anchor WHERE a.address = ? "
-            "OR a.address LIKE ? ORDER BY a.issued_at",
-            (address.lower(), address.lower() + "@%"),
+            "SELECT h.address, h.anchor, p.first_name, p.last_name, h.issued_at, "
+            "h.released_at, 'released' AS status FROM address_history h "
+            "LEFT JOIN people p ON p.anchor = h.anchor WHERE h.address = ? OR h.address LIKE ? "
+            "UNION ALL "
+            "SELECT a.address, a.anchor, p.first_name, p.last_name, a.issued_at, "
+            "NULL AS released_at, a.status FROM addresses a "
+            "LEFT JOIN people p ON p.anchor = a.anchor WHERE a.address = ? OR a.address LIKE ? "
+            "ORDER BY issued_at",
+            (address.lower(), address.lower() + "@%") * 2,
         )
 
     # ---------------------------------------------------------------- failures

@@ -94,25 +94,39 @@ def test_release_for_retry_makes_failed_and_quarantined_due(tmp_path: Path) -> N
     assert state.query("SELECT state FROM mailboxes WHERE anchor = 'E3'")[0][0] == "created"
 
 
-def test_taken_addresses_include_issued_and_reserved_but_not_expired(tmp_path: Path) -> None:
+def test_taken_addresses_hold_a_leavers_address_for_reserve_days(tmp_path: Path) -> None:
     state = State(tmp_path / "state.db")
+    add_person(state, "STAYS")
+    add_person(state, "LEFT_LONG_AGO", missing=3)
+    add_person(state, "LEFT_RECENTLY", missing=3)
+    state.conn.execute(
+        "UPDATE people SET last_seen = ? WHERE anchor = 'LEFT_LONG_AGO'",
+        (iso(NOW - timedelta(days=400)),),
+    )
+    state.conn.execute(
+        "UPDATE people SET last_seen = ? WHERE anchor = 'LEFT_RECENTLY'",
+        (iso(NOW - timedelta(days=10)),),
+    )
     rows = [
-        ("issued@example.com", "issued", None),
-        ("seen@example.com", "taken", None),
-        ("reserved@example.com", "released", iso(NOW + timedelta(days=1))),
-        ("expired@example.com", "released", iso(NOW - timedelta(days=1))),
+        ("stays@example.com", "STAYS", "issued"),
+        ("old@example.com", "LEFT_LONG_AGO", "issued"),
+        ("recent@example.com", "LEFT_RECENTLY", "issued"),
+        ("seen@example.com", None, "taken"),
     ]
-    for address, status, until in rows:
+    for address, anchor, status in rows:
         state.conn.execute(
-            "INSERT INTO addresses (address, status, issued_at, reserved_until) VALUES (?,?,?,?)",
-            (address, status, iso(NOW), until),
+            "INSERT INTO addresses (address, anchor, status, issued_at) VALUES (?, ?, ?, ?)",
+            (address, anchor, status, iso(NOW)),
         )
     wanted = [row[0] for row in rows] + ["free@example.com"]
-    assert state.taken_addresses(wanted, NOW) == {
-        "issued@example.com",
-        "seen@example.com",
-        "reserved@example.com",
-    }
+    everything = {row[0] for row in rows}
+    assert state.taken_addresses(wanted, NOW) == everything  # no reservation end given
+    reserved = state.taken_addresses(wanted, NOW, reserve_days=365, leaver_after_missing=3)
+    assert reserved == everything - {"old@example.com"}
+    # Not yet a leaver (missing from fewer reads than needed): still held.
+    assert "old@example.com" in state.taken_addresses(
+        wanted, NOW, reserve_days=365, leaver_after_missing=4
+    )
 
 
 def test_leavers_are_disabled_or_missing_people_with_a_mailbox(tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ class Site:
             },
             "state": {"path": str(self.state_path)},
             "logging": {"file": str(self.log_path)},
-            "safety": {"max_creates_per_cycle": 1000, "max_creates_percent": 100},
+            "safety": {"max_creates_per_cycle": 1000, "max_creates_percent": 100_000},
         }
         self.write_config()
 
