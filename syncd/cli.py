@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from syncd import __version__
 from syncd.config import DEFAULT_CONFIG_PATH, Config, LoggingConfig, load_config
@@ -426,8 +426,16 @@ def cmd_addresses(config: Config, args: argparse.Namespace) -> int:
 Command = Callable[[Config, argparse.Namespace], int]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors; syncd uses 2 for a stale status, and 64 (EX_USAGE)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="syncd",
         description="Provision Hybridbox mailboxes for new hires from LDAP, Active Directory or "
         "an HR CSV export.",
@@ -447,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, handler: Command | None, help_text: str) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
+        assert isinstance(command, _Parser)
         command.set_defaults(handler=handler)
         return command
 

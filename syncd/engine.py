@@ -349,7 +349,7 @@ def _apply(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
     now = utcnow()
     source = open_source(config)
     # Token and domain are checked before the state is touched: a wrong token writes nothing.
-    client = connect(config)
+    client = connect(config, options.stop)
     state = State(config.state.path)
     run_id = state.start_run(cycle_id, "apply", source.describe(), now)
     report = ReadReport()

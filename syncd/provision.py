@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
@@ -85,15 +86,28 @@ class _CrashAfterSend(httpx.BaseTransport):
         self.inner.close()
 
 
-def connect(config: Config) -> HybridboxClient:
-    """A client whose token and domain have been checked (401/403/404 raise here)."""
+def connect(config: Config, stop: threading.Event | None = None) -> HybridboxClient:
+    """A client whose token and domain have been checked (401/403/404 raise here).
+
+    With ``stop``, waits before retries end as soon as it is set (SIGTERM), so a stop never has
+    to outlast a Retry-After storm; the batch in flight stays journaled as intents.
+    """
     settings = config.hybridbox
     transport: httpx.BaseTransport | None = None
     if os.environ.get(CRASH_ENV) == "after_send":
         transport = _CrashAfterSend(httpx.HTTPTransport())
-    client = HybridboxClient(
-        settings, settings.token(), budget=RetryBudget(settings.retry_budget_s), transport=transport
-    )
+
+    def sleep(seconds: float) -> None:
+        if stop is None:
+            time.sleep(seconds)
+        elif stop.wait(seconds):
+            raise HybridboxUnavailable(
+                "stop requested while waiting to retry Hybridbox; the rest is left for the "
+                "next cycle"
+            )
+
+    budget = RetryBudget(settings.retry_budget_s, sleep=sleep)
+    client = HybridboxClient(settings, settings.token(), budget=budget, transport=transport)
     try:
         client.check_domain(settings.domain)
     except BaseException:
@@ -247,7 +261,7 @@ class Provisioner:
         rate = done / elapsed if elapsed else 0.0
         event(
             log,
-            "progress",
+            "provision.progress",
             done=done,
             total=total,
             created=self.counters["created"],
@@ -561,7 +575,7 @@ class Provisioner:
         self.counters["failed"] += 1
         event(
             log,
-            "mailbox.failed",
+            "mailbox.quarantined" if decision.state == "quarantined" else "mailbox.failed",
             30,
             anchor=anchor,
             address=self._address(item.local_part) if item.local_part else None,

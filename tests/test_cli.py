@@ -207,3 +207,17 @@ def test_help_lists_every_command() -> None:
     assert result.returncode == 0
     for command in ("validate", "plan", "apply", "run", "status", "failures", "retry", "adopt"):
         assert command in result.stdout
+
+
+def test_usage_error_exits_64_not_2() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "syncd", "no-such-command"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 64
+    assert "invalid choice" in result.stderr
