@@ -12,7 +12,6 @@ import logging
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from syncd.config import LdapSource, SyncConfig
 from syncd.errors import ConfigError, SourceUnavailable
 from syncd.model import Person, ReadReport
 from syncd.source.ldap import LdapReader
+from tests.support.events import EventCollector, collecting
 from tests.support.slapd import (
     SESSION_PEOPLE,
     Slapd,
@@ -43,39 +43,11 @@ SourceFactory = Callable[..., LdapSource]
 # ------------------------------------------------------------------------------------- helpers
 
 
-@dataclass
-class Event:
-    name: str
-    level: int
-    fields: dict[str, Any]
-
-
-class _Collector(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.events: list[Event] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        fields = dict(getattr(record, "syncd_fields", {}))
-        self.events.append(Event(record.getMessage(), record.levelno, fields))
-
-    def named(self, name: str) -> list[Event]:
-        return [e for e in self.events if e.name == name]
-
-
 @pytest.fixture
-def events() -> Iterator[_Collector]:
-    """The events the LDAP source logs (attached to its logger, whatever the root config is)."""
-    logger = logging.getLogger("syncd.source.ldap")
-    collector = _Collector()
-    old_level = logger.level
-    logger.addHandler(collector)
-    logger.setLevel(logging.DEBUG)
-    try:
+def events() -> Iterator[EventCollector]:
+    """The events the LDAP source logs."""
+    with collecting("syncd.source.ldap") as collector:
         yield collector
-    finally:
-        logger.removeHandler(collector)
-        logger.setLevel(old_level)
 
 
 def source_for(server: Slapd, monkeypatch: pytest.MonkeyPatch) -> SourceFactory:
@@ -121,7 +93,7 @@ def read_all(config: LdapSource) -> tuple[list[Person], ReadReport]:
 
 
 def test_paged_read_returns_every_person_exactly_once(
-    slapd: Slapd, source: SourceFactory, events: _Collector
+    slapd: Slapd, source: SourceFactory, events: EventCollector
 ) -> None:
     people, report = read_all(source())
 
@@ -182,7 +154,7 @@ def test_start_tls_with_ca_file(slapd: Slapd, source: SourceFactory) -> None:
 
 
 def test_tls_verify_false_warns_on_every_read(
-    slapd: Slapd, source: SourceFactory, events: _Collector
+    slapd: Slapd, source: SourceFactory, events: EventCollector
 ) -> None:
     config = source(url=[slapd.ldaps_url], tls_verify=False)
     ldap_reader = reader(config)
@@ -284,7 +256,7 @@ def test_wrong_password_names_the_bind_dn_but_not_the_password(
 
 
 def test_server_down_tries_every_url_then_gives_up(
-    source: SourceFactory, events: _Collector
+    source: SourceFactory, events: EventCollector
 ) -> None:
     down = [f"ldap://127.0.0.1:{free_port()}", f"ldap://127.0.0.1:{free_port()}"]
     started = time.monotonic()
@@ -298,7 +270,7 @@ def test_server_down_tries_every_url_then_gives_up(
 
 
 def test_failover_to_the_second_url(
-    slapd: Slapd, source: SourceFactory, events: _Collector
+    slapd: Slapd, source: SourceFactory, events: EventCollector
 ) -> None:
     down = f"ldap://127.0.0.1:{free_port()}"
     people, report = read_all(source(url=[down, slapd.url]))
@@ -338,7 +310,7 @@ def test_unknown_base_dn_is_a_config_error(source: SourceFactory) -> None:
 
 
 def test_size_limit_mid_read_is_incomplete(
-    slapd: Slapd, source: SourceFactory, monkeypatch: pytest.MonkeyPatch, events: _Collector
+    slapd: Slapd, source: SourceFactory, monkeypatch: pytest.MonkeyPatch, events: EventCollector
 ) -> None:
     """The reader without size.prtotal hits the server's limit after 500: no exception."""
     monkeypatch.setenv(PASSWORD_ENV, slapd.limited_reader_password)
@@ -435,7 +407,7 @@ def _odd_entries() -> str:
 
 
 def test_broken_entries_are_rejected_with_their_dn(
-    slapd_factory: SlapdFactory, monkeypatch: pytest.MonkeyPatch, events: _Collector
+    slapd_factory: SlapdFactory, monkeypatch: pytest.MonkeyPatch, events: EventCollector
 ) -> None:
     server = slapd_factory(_odd_entries())
     config = source_for(server, monkeypatch)(

@@ -25,6 +25,7 @@ from syncd.model import Person, ReadReport
 from syncd.source import _ad
 from syncd.source._ldap_entry import EntryMapper
 from syncd.source.ldap import PAGED_RESULTS_OID, LdapReader
+from tests.support.events import EventCollector, collecting
 
 URL = "ldaps://dc1.example.test"
 BASE_DN = "DC=example,DC=test"
@@ -39,38 +40,11 @@ GUID_TEXT = "76543210-ba98-fedc-0123-456789abcdef"
 # ------------------------------------------------------------------------------------- helpers
 
 
-@dataclass
-class Event:
-    name: str
-    level: int
-    fields: dict[str, Any]
-
-
-class _Collector(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.events: list[Event] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        fields = dict(getattr(record, "syncd_fields", {}))
-        self.events.append(Event(record.getMessage(), record.levelno, fields))
-
-    def named(self, name: str) -> list[Event]:
-        return [e for e in self.events if e.name == name]
-
-
 @pytest.fixture
-def events() -> Iterator[_Collector]:
-    logger = logging.getLogger("syncd.source.ldap")
-    collector = _Collector()
-    old_level = logger.level
-    logger.addHandler(collector)
-    logger.setLevel(logging.DEBUG)
-    try:
+def events() -> Iterator[EventCollector]:
+    """The events the LDAP source logs."""
+    with collecting("syncd.source.ldap") as collector:
         yield collector
-    finally:
-        logger.removeHandler(collector)
-        logger.setLevel(old_level)
 
 
 def ad_source(**overrides: Any) -> LdapSource:
@@ -189,7 +163,7 @@ def test_object_guid_is_rendered_like_powershell_does() -> None:
     assert report.rejected == 0
 
 
-def test_object_guid_of_the_wrong_length_is_rejected(events: _Collector) -> None:
+def test_object_guid_of_the_wrong_length_is_rejected(events: EventCollector) -> None:
     entry = ad_user(1)
     entry["raw_attributes"]["objectGUID"] = [b"\x01\x02\x03"]
     person, report = map_entry(entry)
@@ -217,7 +191,7 @@ def test_user_account_control_disabled_bit(uac: bytes, disabled: bool) -> None:
     assert person.disabled is disabled
 
 
-def test_user_account_control_that_is_not_a_number_is_rejected(events: _Collector) -> None:
+def test_user_account_control_that_is_not_a_number_is_rejected(events: EventCollector) -> None:
     person, report = map_entry(ad_user(7, uac=b"enabled"))
     assert person is None
     assert report.rejected_anchors == [str(uuid.UUID(int=7))]
@@ -236,7 +210,7 @@ def test_ranged_attribute_name_counts_as_the_attribute() -> None:
     assert report.rejected == 0
 
 
-def test_other_attribute_options_are_not_the_attribute(events: _Collector) -> None:
+def test_other_attribute_options_are_not_the_attribute(events: EventCollector) -> None:
     """``givenName;lang-de`` is a different value than ``givenName``: the name is missing."""
     entry = ad_user(1)
     raw = entry["raw_attributes"]
@@ -262,7 +236,7 @@ def test_attribute_names_are_matched_case_insensitively() -> None:
     assert person.anchor == str(uuid.UUID(int=2))
 
 
-def test_multivalued_name_takes_the_first_value_with_a_warning(events: _Collector) -> None:
+def test_multivalued_name_takes_the_first_value_with_a_warning(events: EventCollector) -> None:
     person, report = map_entry(ad_user(3, given=[b"Anna", b"Anne"]))
     assert person is not None
     assert person.first_name == "Anna"
@@ -320,7 +294,7 @@ def test_openldap_defaults_request_entry_uuid_by_name() -> None:
 
 
 def test_pages_are_read_until_the_cookie_is_empty(
-    monkeypatch: pytest.MonkeyPatch, events: _Collector
+    monkeypatch: pytest.MonkeyPatch, events: EventCollector
 ) -> None:
     connection = RecordedConnection(
         [
@@ -343,7 +317,7 @@ def test_pages_are_read_until_the_cookie_is_empty(
 
 
 def test_ad_page_size_is_capped_at_1000_with_a_warning(
-    monkeypatch: pytest.MonkeyPatch, events: _Collector
+    monkeypatch: pytest.MonkeyPatch, events: EventCollector
 ) -> None:
     connection = RecordedConnection([([ad_user(1)], result())])
     people, report = replay(ad_source(page_size=5000), connection, monkeypatch)
