@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from syncd.config import Config
-from syncd.state import State, iso, utcnow
+from syncd.state import State, iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from syncd.engine import CycleResult
@@ -112,13 +112,13 @@ def write_metrics(config: Config, data: dict[str, Any]) -> None:
             [
                 f"# HELP syncd_{name} {help_text}",
                 f"# TYPE syncd_{name} gauge",
-                f"syncd_{name} {value:g}",
+                f"syncd_{name} {value:.15g}",
             ]
         )
 
     for key in ("last_success", "last_start", "last_end"):
         if data.get(key):
-            stamp = datetime.strptime(data[key], "%Y-%m-%dT%H:%M:%SZ").timestamp()
+            stamp = parse_iso(data[key]).timestamp()
             metric(f"{key}_timestamp_seconds", stamp, f"Unix time of the {key.replace('_', ' ')}")
     metric(
         "last_cycle_ok",
