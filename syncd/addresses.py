@@ -45,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -230,12 +230,19 @@ _NOT_TOKEN = re.compile(r"[^a-z0-9-]+")
 _DASHES = re.compile(r"-{2,}")
 
 
+# Cached: a pure function, and first and last names repeat a lot across a population, so a
+# first provisioning of 100k people transliterates each distinct name once.
+@lru_cache(maxsize=65536)
 def name_token(text: str, locale: str | None) -> str:
     """A name as ``[a-z0-9-]``: transliterated, lower case, spaces/apostrophes/dots removed.
 
     ``"O'Brien"`` → ``"obrien"``, ``"van der Berg"`` → ``"vanderberg"``, ``"Jean-Luc"`` →
     ``"jean-luc"``; ``""`` when nothing usable remains. See the module docstring for why.
     """
+    if text.isascii():
+        # The same result as below: for ASCII, NFC and transliteration change nothing, and the
+        # characters the filter drops are exactly those _NOT_TOKEN drops too.
+        return _DASHES.sub("-", _NOT_TOKEN.sub("", text.lower())).strip("-")
     kept = "".join(char for char in unicodedata.normalize("NFC", text) if _is_name_character(char))
     latin = transliterate(kept, locale).lower()
     token = _DASHES.sub("-", _NOT_TOKEN.sub("", latin))
@@ -434,23 +441,137 @@ def _raw_candidates(
 ) -> Iterator[str | None]:
     """candidates() before de-duplication; ``None`` where a template gave nothing usable."""
     if preferred is not None:
-        wanted = preferred.strip().lower()
-        yield wanted if is_valid_local_part(wanted) else None
-
+        yield _preferred(preferred)
     tokens = _Tokens.of(person, config.locale)
-    numbers = range(2, max_n + 1)
     if not needs_fallback(person, config.fallback_scripts):
-        for template in config.templates:
-            segments = _parse(template)
-            has_n = any(s.is_placeholder and s.text == "n" for s in segments)
-            for n in numbers if has_n else (None,):
-                yield _render(segments, tokens, n)
+        yield from _name_candidates(tokens, config, max_n)
+    yield from _fallback_candidates(tokens, config, max_n)
 
+
+def _preferred(preferred: str) -> str | None:
+    wanted = preferred.strip().lower()
+    return wanted if is_valid_local_part(wanted) else None
+
+
+def _name_candidates(tokens: _Tokens, config: AddressesConfig, max_n: int) -> Iterator[str | None]:
+    """Every name template in order, a template with ``{n}`` for n = 2..max_n."""
+    numbers = range(2, max_n + 1)
+    for template in config.templates:
+        segments = _parse(template)
+        has_n = any(s.is_placeholder and s.text == "n" for s in segments)
+        for n in numbers if has_n else (None,):
+            yield _render(segments, tokens, n)
+
+
+def _fallback_candidates(
+    tokens: _Tokens, config: AddressesConfig, max_n: int
+) -> Iterator[str | None]:
     fallback = config.fallback_template
     yield _render(_parse(fallback), tokens, None)
     numbered = _parse(fallback if "{n}" in fallback else fallback + "-{n}")
-    for n in numbers:
+    for n in range(2, max_n + 1):
         yield _render(numbered, tokens, n)
+
+
+class _SharedCandidates:
+    """The name-template candidates of everyone whose tokens are the same, built lazily once.
+
+    Most names need only their first candidate, so the renderer (a suspended generator, a few
+    hundred bytes) is only kept for names that needed more: a 100k cycle has tens of thousands
+    of distinct names. ``skip`` counts the leading candidates known to be taken for the rest of
+    the cycle, so the hundredth Anna Müller does not walk past the 99 addresses before hers.
+    """
+
+    __slots__ = ("_source", "_tokens", "complete", "skip", "values")
+
+    def __init__(self, tokens: _Tokens) -> None:
+        self._tokens = tokens
+        self._source: Iterator[str | None] | None = None
+        self.values: list[str] = []
+        self.complete = False
+        self.skip = 0
+
+    def extend(self, config: AddressesConfig, max_n: int) -> bool:
+        """Add the next distinct candidate; False when there is none."""
+        if self.complete:
+            return False
+        values = self.values
+        if self._source is None:
+            # Rendering is deterministic: a fresh renderer past the values already known.
+            self._source = _name_candidates(self._tokens, config, max_n)
+            distinct: list[str] = []
+            while len(distinct) < len(values):
+                value = next(self._source)
+                if value is not None and value not in distinct:
+                    distinct.append(value)
+        for value in self._source:
+            if value is not None and value not in values:
+                values.append(value)
+                if len(values) == 1:
+                    self._source = None  # see the class docstring
+                return True
+        self.complete = True
+        self._source = None
+        return False
+
+
+class CandidateSource:
+    """``candidates()`` for the many people of one cycle, with the name work shared.
+
+    Gives exactly the sequence ``candidates(person, config, preferred=...)`` gives, but people
+    whose names give the same tokens (the many Anna Müllers of a large company) share one lazily
+    built list of rendered name-template candidates, and each distinct name is transliterated once.
+    Holds memory proportional to the distinct names seen in the cycle: make one per cycle.
+    """
+
+    def __init__(self, config: AddressesConfig, max_n: int = 99) -> None:
+        self.config = config
+        self.max_n = max_n
+        self._uses_anchor = any("{anchor}" in template for template in config.templates)
+        self._shared: dict[tuple[str, str, str], _SharedCandidates] = {}
+
+    def for_person(
+        self, person: Person, preferred: str | None = None, taken: Container[str] = ()
+    ) -> Iterator[str]:
+        """The person's candidates, as ``candidates()`` gives them.
+
+        ``taken``: local parts that stay taken for as long as this source is used (it may grow,
+        never shrink). Name candidates in it are not given, and leading ones are skipped for
+        everyone with the same name from then on; the preferred and fallback candidates are
+        given regardless (callers check every candidate anyway).
+        """
+        config = self.config
+        first = _preferred(preferred) if preferred is not None else None
+        if first is not None:
+            yield first
+        tokens = _Tokens.of(person, config.locale)
+        shared: _SharedCandidates | None = None
+        if not needs_fallback(person, config.fallback_scripts):
+            key = (tokens.first, tokens.last, tokens.anchor if self._uses_anchor else "")
+            shared = self._shared.get(key)
+            if shared is None:
+                shared = _SharedCandidates(tokens)
+                self._shared[key] = shared
+            values = shared.values
+            index = shared.skip
+            while index < len(values) or shared.extend(config, self.max_n):
+                value = values[index]
+                index += 1
+                if value in taken:
+                    if index == shared.skip + 1:
+                        shared.skip = index
+                    continue
+                if value != first:
+                    yield value
+        # Rarely reached (fallback scripts, or every name candidate taken): de-duplicate
+        # against everything given so far, as candidates() does.
+        seen = set(shared.values) if shared is not None else set()
+        if first is not None:
+            seen.add(first)
+        for fallback in _fallback_candidates(tokens, config, self.max_n):
+            if fallback is not None and fallback not in seen:
+                seen.add(fallback)
+                yield fallback
 
 
 def choose(candidates: Iterable[str], is_taken: Callable[[str], bool]) -> str | None:

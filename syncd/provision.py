@@ -26,8 +26,8 @@ import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
@@ -60,6 +60,8 @@ _crash_hits: Counter[str] = Counter()
 # How often one person may be re-sent within a cycle after a lost answer or a collision.
 MAX_RESENDS = 3
 PROGRESS_EVERY_S = 5.0
+# At most this many address candidates per person are checked in one query while allocating.
+ALLOCATE_LOOKAHEAD_MAX = 16
 
 
 def crashpoint(name: str) -> None:
@@ -121,8 +123,8 @@ class _Item:
     person: Person
     local_part: str | None = None
     resends: int = 0
-    # Candidates found taken on Hybridbox during this cycle.
-    excluded: set[str] = field(default_factory=set)
+    # Candidates found taken on Hybridbox during this cycle (rare: no empty set per person).
+    excluded: frozenset[str] = frozenset()
 
 
 def _same_person(mailbox: Mailbox, person: Person) -> bool:
@@ -150,6 +152,9 @@ class Provisioner:
         self.batch_size = config.hybridbox.batch_size
         self.counters: Counter[str] = Counter()
         self.stopped = False
+        self.candidates = addresses.CandidateSource(config.addresses)
+        # Local parts known taken in this cycle (issued by it, or found taken in the state).
+        self._known_taken: set[str] = set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -234,27 +239,34 @@ class Provisioner:
     # ------------------------------------------------------------------ creates
 
     def create(self, actions: list[Action]) -> None:
-        queue: deque[_Item] = deque(
-            _Item(a.person, a.known.local_part if a.known else None) for a in actions
-        )
-        total = len(queue)
+        total = len(actions)
         if not total:
             return
+        # Items are made batch by batch (not 100k up front); ``again`` holds those to re-send,
+        # which go first, as they would at the head of one queue.
+        fresh = (_Item(a.person, a.known.local_part if a.known else None) for a in actions)
+        again: deque[_Item] = deque()
+        taken_fresh = 0
         started = last_progress = time.monotonic()
-        while queue:
+        while again or taken_fresh < total:
+            left = len(again) + total - taken_fresh
             if self._stop_requested():
                 self.stopped = True
-                event(log, "cycle.stopping", reason="stop requested", left=len(queue))
+                event(log, "cycle.stopping", reason="stop requested", left=left)
                 return
-            batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
+            size = min(self.batch_size, left)
+            batch = [again.popleft() for _ in range(min(size, len(again)))]
+            while len(batch) < size:
+                batch.append(next(fresh))
+                taken_fresh += 1
             batch = self._allocate(batch)
             if not batch:
                 continue
-            queue.extendleft(reversed(self._send(batch)))
+            again.extendleft(reversed(self._send(batch)))
             self._heartbeat()
             if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
-                self._progress(total, total - len(queue), started)
+                self._progress(total, total - len(again) - (total - taken_fresh), started)
 
     def _progress(self, total: int, done: int, started: float) -> None:
         elapsed = time.monotonic() - started
@@ -270,62 +282,68 @@ class Provisioner:
         )
 
     def _allocate(self, batch: list[_Item]) -> list[_Item]:
-        """Give every item without an address the first free candidate; drop the hopeless."""
-        settings = self.config.addresses
-        wanted: dict[int, Iterable[str]] = {}
-        firsts: dict[int, str] = {}
-        for index, item in enumerate(batch):
-            if item.local_part is not None:
-                continue
-            preferred = None
-            email = item.person.email
-            if email and email.lower().endswith("@" + self.domain):
-                preferred = email.rsplit("@", 1)[0].lower()
-            candidates = iter(
-                c
-                for c in addresses.candidates(item.person, settings, preferred=preferred)
-                if c not in item.excluded
-            )
-            wanted[index] = candidates
-            first = next(candidates, None)
-            if first is not None:
-                firsts[index] = first
-        taken = self._taken(self._address(c) for c in firsts.values())
+        """Give every item without an address the first free candidate; drop the hopeless.
+
+        The first free candidate, in order, as checking them one by one would find it, but with
+        one query per round for the whole batch (a few candidates per person per round) instead
+        of one per candidate: a large company has many name clashes. Addresses issued or found
+        taken earlier in this cycle are skipped without asking the database again (they stay
+        taken for the rest of the cycle: nobody in it can become a leaver).
+        """
         in_batch: set[str] = {i.local_part for i in batch if i.local_part}
-        ready: list[_Item] = []
-        for index, item in enumerate(batch):
-            if index in wanted:
-                item.local_part = self._first_free(
-                    firsts.get(index), wanted[index], taken, in_batch
-                )
-                if item.local_part is None:
+        waiting = [(item, self._candidates_of(item)) for item in batch if item.local_part is None]
+        known_taken = self._known_taken
+        # One candidate each at first (usually free: clashes already seen this cycle are skipped
+        # locally), more per round for the few whose candidates keep being taken.
+        lookahead = 1
+        while waiting:
+            rounds: list[tuple[_Item, Iterator[str], list[str]]] = []
+            for item, candidates in waiting:
+                picks: list[str] = []
+                for candidate in candidates:
+                    if candidate in known_taken or candidate in item.excluded:
+                        continue
+                    picks.append(candidate)
+                    if len(picks) >= lookahead:
+                        break
+                rounds.append((item, candidates, picks))
+            taken = self._taken_local_parts({c for _, _, picks in rounds for c in picks})
+            known_taken |= taken
+            lookahead = min(lookahead * 4, ALLOCATE_LOOKAHEAD_MAX)
+            waiting = []
+            for item, candidates, picks in rounds:
+                if not picks:
                     self._fail(
                         item, "no_free_address", "every address candidate is taken", permanent=True
                     )
                     continue
-                in_batch.add(item.local_part)
-            ready.append(item)
-        return ready
+                for candidate in picks:
+                    if candidate not in taken and candidate not in in_batch:
+                        item.local_part = candidate
+                        in_batch.add(candidate)
+                        break
+                else:
+                    waiting.append((item, candidates))
+        known_taken |= in_batch
+        return [item for item in batch if item.local_part is not None]
 
-    def _first_free(
-        self, first: str | None, rest: Iterable[str], taken: set[str], in_batch: set[str]
-    ) -> str | None:
-        if first is not None and self._address(first) not in taken and first not in in_batch:
-            return first
-        for candidate in rest:
-            if candidate in in_batch:
-                continue
-            if not self._taken([self._address(candidate)]):
-                return candidate
-        return None
+    def _candidates_of(self, item: _Item) -> Iterator[str]:
+        preferred = None
+        email = item.person.email
+        if email and email.lower().endswith("@" + self.domain):
+            preferred = email.rsplit("@", 1)[0].lower()
+        return self.candidates.for_person(item.person, preferred, self._known_taken)
 
-    def _taken(self, addresses: Iterable[str]) -> set[str]:
-        return self.state.taken_addresses(
-            addresses,
+    def _taken_local_parts(self, local_parts: Iterable[str]) -> set[str]:
+        """Which of these local parts the state says may not be issued (in this domain)."""
+        suffix = "@" + self.domain
+        taken = self.state.taken_addresses(
+            (local_part + suffix for local_part in local_parts),
             self.now,
             reserve_days=self.config.addresses.reserve_days,
             leaver_after_missing=self.config.sync.leaver_after_missing,
         )
+        return {address[: -len(suffix)] for address in taken}
 
     def _write_intents(self, batch: list[_Item], batch_id: str) -> None:
         stamp = iso(self.now)
@@ -443,22 +461,20 @@ class Provisioner:
                     batch[index].local_part or "", self.domain
                 )
         again: list[_Item] = []
+        done = [(batch[c.index], c.mailbox) for c in result.created if 0 <= c.index < len(batch)]
         halfway = max(1, len(batch) // 2)
-        written = 0
         with self.state.transaction():
-            for created in result.created:
-                if 0 <= created.index < len(batch):
-                    self._mark_created(batch[created.index], created.mailbox, adopted=False)
-                    written += 1
-                    if written == halfway:
-                        crashpoint("mid_batch")
+            self._mark_many_created(done[:halfway])
+            if len(done) >= halfway:
+                crashpoint("mid_batch")
+            self._mark_many_created(done[halfway:])
             for failure in result.failed:
                 if not 0 <= failure.index < len(batch):
                     continue
                 item = batch[failure.index]
                 if failure.kind is ItemKind.TAKEN:
                     if self._settle(item, lookups.get(failure.index), origin="taken"):
-                        item.excluded.add(item.local_part or "")
+                        item.excluded |= {item.local_part or ""}
                         again.append(item)
                 else:
                     self._fail(
@@ -482,36 +498,56 @@ class Provisioner:
             (state, iso(self.now), anchor),
         )
 
+    _MARK_CREATED_SQL = (
+        "UPDATE mailboxes SET state = ?, mailbox_id = ?, local_part = ?, first_name = ?, "
+        "last_name = ?, attempts = 0, first_failed_at = NULL, next_attempt_at = NULL, "
+        "last_code = NULL, last_message = NULL, failed_digest = NULL, created_at = ?, "
+        "updated_at = ? WHERE anchor = ?"
+    )
+
     def _mark_created(self, item: _Item, mailbox: Mailbox, *, adopted: bool) -> None:
+        self._mark_many_created([(item, mailbox)], adopted=adopted)
+
+    def _mark_many_created(
+        self, done: list[tuple[_Item, Mailbox]], *, adopted: bool = False
+    ) -> None:
+        """Record created (or adopted) mailboxes: one statement for the lot, one line each."""
+        if not done:
+            return
         state = "adopted" if adopted else "created"
-        self.state.conn.execute(
-            "UPDATE mailboxes SET state = ?, mailbox_id = ?, local_part = ?, first_name = ?, "
-            "last_name = ?, attempts = 0, first_failed_at = NULL, next_attempt_at = NULL, "
-            "last_code = NULL, last_message = NULL, failed_digest = NULL, created_at = ?, "
-            "updated_at = ? WHERE anchor = ?",
-            (
-                state,
-                mailbox.id,
-                mailbox.local_part or item.local_part,
-                mailbox.first_name,
-                mailbox.last_name,
-                iso(self.now),
-                iso(self.now),
-                item.person.anchor,
-            ),
+        stamp = iso(self.now)
+        self.state.conn.executemany(
+            self._MARK_CREATED_SQL,
+            [
+                (
+                    state,
+                    mailbox.id,
+                    mailbox.local_part or item.local_part,
+                    mailbox.first_name,
+                    mailbox.last_name,
+                    stamp,
+                    stamp,
+                    item.person.anchor,
+                )
+                for item, mailbox in done
+            ],
         )
-        self.counters[state] += 1
-        event(
-            log,
-            f"mailbox.{state}",
-            anchor=item.person.anchor,
-            address=mailbox.primary_email or self._address(item.local_part or ""),
-            mailbox_id=mailbox.id,
-        )
+        self.counters[state] += len(done)
+        name = f"mailbox.{state}"
+        for item, mailbox in done:
+            event(
+                log,
+                name,
+                anchor=item.person.anchor,
+                address=mailbox.primary_email or self._address(item.local_part or ""),
+                mailbox_id=mailbox.id,
+            )
 
     def _mark_collision(self, item: _Item) -> None:
         """The address belongs to someone else on Hybridbox: never offer it again."""
         address = self._address(item.local_part or "")
+        if item.local_part:
+            self._known_taken.add(item.local_part)
         self.state.conn.execute(
             "INSERT INTO addresses (address, anchor, status, issued_at) VALUES (?, NULL, "
             "'taken', ?) ON CONFLICT(address) DO UPDATE SET anchor = NULL, status = 'taken'",
