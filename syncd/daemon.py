@@ -46,9 +46,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd.config import Config, ScheduleConfig, load_config
-from syncd.engine import CycleOptions, CycleResult, run_cycle
+from syncd.engine import CycleOptions, CycleResult, new_cycle_id, run_cycle
 from syncd.errors import ConfigError, StateError, SyncdError
-from syncd.logs import event, get_logger, setup_logging
+from syncd.logs import cycle_context, event, get_logger, setup_logging
 from syncd.notify import Notifier
 from syncd.state import State
 
@@ -406,9 +406,16 @@ class Daemon:
         config = self.config
         started = datetime.now().astimezone()
         self.notifier.status(f"cycle running since {started:%H:%M:%S}; {self._last_outcome}")
+        cycle_id = new_cycle_id()
+        # Entered by hand so that the failure lines below carry the cycle id too.
+        context = cycle_context(cycle_id)
+        context.__enter__()
         try:
             result = self.runner(
-                config, CycleOptions(mode="apply", stop=self.stop, heartbeat=self.heartbeat)
+                config,
+                CycleOptions(
+                    mode="apply", stop=self.stop, heartbeat=self.heartbeat, cycle_id=cycle_id
+                ),
             )
         except SyncdError as exc:
             ended = datetime.now().astimezone()
@@ -436,6 +443,7 @@ class Daemon:
             self._last_ok = ended
             self._last_outcome = cycle_status(result, ended)
         finally:
+            context.__exit__(None, None, None)
             self.cycles += 1
             self._busy.clear()
         self.notifier.status(self.status_text())

@@ -47,6 +47,8 @@ class CycleOptions:
     stop: threading.Event | None = None
     # Called regularly during long cycles (systemd watchdog pings).
     heartbeat: Callable[[], None] | None = None
+    # Given by the daemon so that its own lines about the cycle (e.g. a failure) carry the id.
+    cycle_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -271,7 +273,7 @@ def new_cycle_id() -> str:
 def run_cycle(config: Config, options: CycleOptions | None = None) -> CycleResult:
     """Run one cycle. ``plan`` mode reads and plans but changes nothing anywhere."""
     options = options or CycleOptions()
-    cycle_id = new_cycle_id()
+    cycle_id = options.cycle_id or new_cycle_id()
     with cycle_context(cycle_id):
         if options.mode == "plan":
             return _plan_only(config, options, cycle_id)

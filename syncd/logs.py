@@ -163,6 +163,37 @@ class LogFileHandler(logging.handlers.WatchedFileHandler):
             super().reopenIfNeeded()
 
 
+class _TerminalHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr; when it is a terminal, clears the progress bar before each line (it is redrawn)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        global _bar_shown
+        if _bar_shown:
+            self.stream.write("\r\033[K")
+            _bar_shown = False
+        super().emit(record)
+
+
+_bar_shown = False
+
+
+def progress_bar(done: int, total: int, rate: float) -> None:
+    """Redraw a one-line progress bar on stderr, only when stderr is a terminal."""
+    global _bar_shown
+    if not sys.stderr.isatty() or total <= 0:
+        return
+    width = 30
+    filled = width * done // total
+    eta = f"{(total - done) / rate:.0f}s" if rate > 0 else "?"
+    sys.stderr.write(
+        f"\r\033[K[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {rate:.0f}/s ETA {eta}"
+    )
+    sys.stderr.flush()
+    _bar_shown = done < total
+    if not _bar_shown:
+        sys.stderr.write("\r\033[K")
+
+
 def setup_logging(config: LoggingConfig, *, stderr: bool | None = None) -> None:
     """(Re)configure the ``syncd`` logger from the config; safe to call again on reload."""
     root = logging.getLogger("syncd")
@@ -174,7 +205,7 @@ def setup_logging(config: LoggingConfig, *, stderr: bool | None = None) -> None:
     formatter: logging.Formatter = JsonFormatter() if config.format == "json" else TextFormatter()
     handlers: list[logging.Handler] = []
     if stderr if stderr is not None else config.stderr:
-        handlers.append(logging.StreamHandler(sys.stderr))
+        handlers.append(_TerminalHandler(sys.stderr))
     if config.file is not None:
         Path(config.file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(LogFileHandler(config.file, encoding="utf-8"))

@@ -46,7 +46,7 @@ from syncd.hybridbox import (
     OutcomeUnknown,
     RetryBudget,
 )
-from syncd.logs import event, get_logger
+from syncd.logs import event, get_logger, progress_bar
 from syncd.model import Person
 from syncd.plan import Action, after_failure
 from syncd.state import State, iso, parse_iso
@@ -264,6 +264,9 @@ class Provisioner:
                 continue
             again.extendleft(reversed(self._send(batch)))
             self._heartbeat()
+            done = total - len(again) - (total - taken_fresh)
+            elapsed = time.monotonic() - started
+            progress_bar(done, total, done / elapsed if elapsed else 0.0)
             if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
                 self._progress(total, total - len(again) - (total - taken_fresh), started)
