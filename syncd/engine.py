@@ -27,7 +27,17 @@ from syncd.config import Config
 from syncd.errors import ConfigError, GuardTripped, SyncdError
 from syncd.logs import cycle_context, event, get_logger
 from syncd.model import Person, ReadReport
-from syncd.plan import GuardInput, Known, Plan, Policy, check_guards, plan
+from syncd.plan import (
+    Action,
+    GuardInput,
+    Kind,
+    Known,
+    Plan,
+    Policy,
+    check_guards,
+    plan,
+    plan_person,
+)
 from syncd.source import Source, open_source
 from syncd.state import State, StateLock, iso, parse_iso, utcnow
 
@@ -160,18 +170,29 @@ def staged_count(state: State) -> int:
 
 # ---------------------------------------------------------------------------------- planning
 
-_CANDIDATES_SQL = """
-SELECT s.anchor, s.first_name, s.last_name, s.email, s.start_date, s.disabled, s.digest,
+_COLUMNS = """s.anchor, s.first_name, s.last_name, s.email, s.start_date, s.disabled, s.digest,
        s.origin, p.digest AS known_digest, m.state, m.local_part, m.mailbox_id,
        m.first_name AS mailbox_first, m.last_name AS mailbox_last, m.attempts,
-       m.next_attempt_at, m.failed_digest
+       m.next_attempt_at, m.failed_digest"""
+_JOINS = """LEFT JOIN people p ON p.anchor = s.anchor
+LEFT JOIN mailboxes m ON m.anchor = s.anchor"""
+
+_CANDIDATES_SQL = f"""
+SELECT {_COLUMNS}
 FROM temp.seen s
-LEFT JOIN people p ON p.anchor = s.anchor
-LEFT JOIN mailboxes m ON m.anchor = s.anchor
+{_JOINS}
 WHERE p.anchor IS NULL OR p.digest != s.digest OR m.anchor IS NULL
    OR m.state NOT IN ('created', 'adopted')
    OR m.first_name IS NOT s.first_name OR m.last_name IS NOT s.last_name
 ORDER BY s.rowid
+"""
+
+# The creates and retries queued by _plan_and_queue, a chunk at a time.
+_QUEUED_SQL = f"""
+SELECT t.rowid AS queued, {_COLUMNS}
+FROM temp.todo t JOIN temp.seen s ON s.anchor = t.anchor
+{_JOINS}
+WHERE t.rowid > ? ORDER BY t.rowid LIMIT ?
 """
 
 
@@ -212,6 +233,49 @@ def _known_from_row(row: sqlite3.Row) -> Known | None:
         next_attempt_at=parse_iso(row["next_attempt_at"]) if row["next_attempt_at"] else None,
         failed_digest=row["failed_digest"],
     )
+
+
+def _plan_and_queue(state: State, policy: Policy, today: date, now: datetime) -> Plan:
+    """Plan with counts only, queueing the anchors to create or retry in ``temp.todo``.
+
+    A first provisioning of 100k people would otherwise hold 100k actions in memory until they
+    are sent; the queue lets :func:`_queued_actions` hand them over a chunk at a time.
+    """
+    conn = state.conn
+    conn.execute("DROP TABLE IF EXISTS temp.todo")
+    conn.execute("CREATE TEMP TABLE todo (anchor TEXT NOT NULL)")
+    result = Plan(keep=False)
+    queued: list[tuple[str]] = []
+    for person, known in _candidates(state):
+        action = plan_person(person, known, policy, today, now)
+        if action is None:
+            continue
+        result.add(action)
+        if action.kind in (Kind.CREATE, Kind.RETRY):
+            queued.append((person.anchor,))
+            if len(queued) >= STAGE_CHUNK:
+                conn.executemany("INSERT INTO temp.todo VALUES (?)", queued)
+                queued.clear()
+    conn.executemany("INSERT INTO temp.todo VALUES (?)", queued)
+    return result
+
+
+def _queued_actions(state: State, policy: Policy, today: date, now: datetime) -> Iterator[Action]:
+    """The queued creates and retries, decided again from the current state a chunk at a time.
+
+    Each chunk is fetched whole before it is handed on, so no read is open while the
+    provisioner writes; deciding again (the planner is pure) gives the same creates and retries.
+    """
+    last = 0
+    while True:
+        rows = state.conn.execute(_QUEUED_SQL, (last, STAGE_CHUNK)).fetchall()
+        if not rows:
+            return
+        last = rows[-1]["queued"]
+        for row in rows:
+            action = plan_person(_person_from_row(row), _known_from_row(row), policy, today, now)
+            if action is not None and action.kind in (Kind.CREATE, Kind.RETRY):
+                yield action
 
 
 # ---------------------------------------------------------------------------------- recording
@@ -312,10 +376,10 @@ def _plan_counts(state: State, report: ReadReport, the_plan: Plan) -> dict[str, 
         "rejected": report.rejected,
         "accepted": staged_count(state),
         "new": the_plan.new_creates,
-        "creates": len(the_plan.creates),
-        "retries": len(the_plan.retries),
+        "creates": the_plan.create_count,
+        "retries": the_plan.retry_count,
         "renames": len(the_plan.renames),
-        "scheduled": len(the_plan.scheduled),
+        "scheduled": the_plan.scheduled_count,
         "waiting": the_plan.waiting,
         "quarantined": the_plan.quarantined,
         "unresolved": the_plan.unresolved,
@@ -363,16 +427,18 @@ def _apply(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
         stage_source(state, source, report, options.heartbeat)
         if not report.complete:
             event(log, "source.incomplete", 30, reason=report.incomplete_reason)
-        result.plan = plan(
-            _candidates(state), Policy.from_config(config), today_for(options, now), now
-        )
+        policy, today = Policy.from_config(config), today_for(options, now)
+        result.plan = _plan_and_queue(state, policy, today, now)
         reasons = _guard_reasons(config, state, report, result.plan, options)
-        if not reasons and result.plan.creates and not state.has_any_mailbox():
+        if not reasons and result.plan.create_count and not state.has_any_mailbox():
             reasons += provisioner.first_run_reasons()
         if reasons:
             raise GuardTripped("safety guard: nothing was applied: " + " | ".join(reasons))
         record_people(state, report, now)
-        provisioner.create(result.plan.creates + result.plan.retries)
+        provisioner.create(
+            _queued_actions(state, policy, today, now),
+            result.plan.create_count + result.plan.retry_count,
+        )
         provisioner.rename(result.plan.renames)
         result.counts = _final_counts(config, state, report, result.plan, provisioner.counters)
         result.stopped_early = provisioner.stopped
@@ -427,7 +493,7 @@ def _final_counts(
         "failed": done.get("failed", 0),
         "pending": counts.get("failed", 0) + counts.get("pending", 0) + counts.get("intent", 0),
         "quarantined": counts.get("quarantined", 0),
-        "scheduled": len(the_plan.scheduled),
+        "scheduled": the_plan.scheduled_count,
         "leavers": state.leaver_count(config.sync.leaver_after_missing),
         "mailboxes": counts.get("created", 0) + counts.get("adopted", 0),
     }

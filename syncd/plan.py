@@ -132,25 +132,43 @@ def plan_person(
 
 @dataclass(slots=True)
 class Plan:
-    """The decisions of one cycle, in source order within each list."""
+    """The decisions of one cycle, in source order within each list.
 
+    With ``keep=False`` (``apply``), creates, retries and scheduled people are only counted, so
+    that a first provisioning of 100k people never holds 100k actions in memory; the engine
+    streams them to the provisioner instead. ``syncd plan`` keeps them to show them.
+    """
+
+    keep: bool = True
     creates: list[Action] = field(default_factory=list)
     retries: list[Action] = field(default_factory=list)
     renames: list[Action] = field(default_factory=list)
     scheduled: list[Action] = field(default_factory=list)
+    create_count: int = 0
+    retry_count: int = 0
+    scheduled_count: int = 0
     waiting: int = 0
     quarantined: int = 0
     unresolved: int = 0
+    # Creates for people first seen in this read: what the create guards count.
+    new_creates: int = 0
 
     def add(self, action: Action) -> None:
         if action.kind is Kind.CREATE:
-            self.creates.append(action)
+            self.create_count += 1
+            self.new_creates += action.first_seen
+            if self.keep:
+                self.creates.append(action)
         elif action.kind is Kind.RETRY:
-            self.retries.append(action)
+            self.retry_count += 1
+            if self.keep:
+                self.retries.append(action)
         elif action.kind is Kind.RENAME:
             self.renames.append(action)
         elif action.kind is Kind.SCHEDULED:
-            self.scheduled.append(action)
+            self.scheduled_count += 1
+            if self.keep:
+                self.scheduled.append(action)
         elif action.kind is Kind.WAITING:
             self.waiting += 1
         elif action.kind is Kind.QUARANTINED:
@@ -158,16 +176,16 @@ class Plan:
         else:
             self.unresolved += 1
 
-    @property
-    def new_creates(self) -> int:
-        """Creates for people first seen in this read: what the create guards count."""
-        return sum(1 for action in self.creates if action.first_seen)
-
 
 def plan(
-    people: Iterable[tuple[Person, Known | None]], policy: Policy, today: date, now: datetime
+    people: Iterable[tuple[Person, Known | None]],
+    policy: Policy,
+    today: date,
+    now: datetime,
+    *,
+    keep: bool = True,
 ) -> Plan:
-    result = Plan()
+    result = Plan(keep=keep)
     for person, known in people:
         action = plan_person(person, known, policy, today, now)
         if action is not None:

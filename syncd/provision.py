@@ -238,8 +238,8 @@ class Provisioner:
 
     # ------------------------------------------------------------------ creates
 
-    def create(self, actions: list[Action]) -> None:
-        total = len(actions)
+    def create(self, actions: Iterable[Action], total: int) -> None:
+        """Create mailboxes for ``total`` actions, taken from ``actions`` a batch at a time."""
         if not total:
             return
         # Items are made batch by batch (not 100k up front); ``again`` holds those to re-send,
@@ -257,7 +257,11 @@ class Provisioner:
             size = min(self.batch_size, left)
             batch = [again.popleft() for _ in range(min(size, len(again)))]
             while len(batch) < size:
-                batch.append(next(fresh))
+                item = next(fresh, None)
+                if item is None:  # fewer than announced: someone was settled meanwhile
+                    total = taken_fresh
+                    break
+                batch.append(item)
                 taken_fresh += 1
             batch = self._allocate(batch)
             if not batch:

@@ -190,3 +190,17 @@ def test_guard_percent_not_on_first_read() -> None:
     assert "max_creates_percent" in check_guards(guard(new_creates=200))[0]
     first = guard(new_creates=200, last_complete_accepted=None, provisioned=0)
     assert check_guards(first) == []
+
+
+def test_counting_plan_keeps_no_actions_but_the_same_counts() -> None:
+    rows = [
+        (person("A"), None),
+        (person("B", start_date=TODAY + timedelta(days=60)), None),
+        (person("C"), Known(digest="x", mailbox_state="pending")),
+    ]
+    kept = plan(rows, POLICY, TODAY, NOW)
+    counted = plan(rows, POLICY, TODAY, NOW, keep=False)
+    assert (counted.creates, counted.retries, counted.scheduled) == ([], [], [])
+    assert (counted.create_count, counted.retry_count, counted.scheduled_count) == (1, 1, 1)
+    assert counted.new_creates == kept.new_creates == 1
+    assert (kept.create_count, len(kept.creates)) == (1, 1)
