@@ -6,10 +6,12 @@ Every source turns its records into :class:`syncd.model.Person` and fills a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from syncd.config import Config, CsvSource
+from syncd.logs import event
 from syncd.model import Person, ReadReport
 
 
@@ -30,3 +32,29 @@ def open_source(config: Config) -> Source:
     from syncd.source.ldap import LdapReader
 
     return LdapReader(config.source, config.sync)
+
+
+def reject_record(
+    log: logging.Logger,
+    report: ReadReport,
+    source: str,
+    anchor: str | None,
+    field: str,
+    reason: str,
+    **where: Any,
+) -> None:
+    """Count a broken record and log one line saying where it is, which field, and why."""
+    report.rejected += 1
+    if anchor:
+        # A broken record is not a missing one: its person must not drift towards "leaver".
+        report.rejected_anchors.append(anchor)
+    event(
+        log,
+        "record.rejected",
+        logging.WARNING,
+        source=source,
+        **where,
+        anchor=anchor,
+        field=field,
+        reason=reason,
+    )

@@ -20,7 +20,7 @@ from syncd.config import LdapSource, SyncConfig
 from syncd.errors import ConfigError
 from syncd.logs import event, get_logger
 from syncd.model import Person, ReadReport
-from syncd.source import _ad
+from syncd.source import _ad, reject_record
 from syncd.source.csv import DateParser
 
 log = get_logger("syncd.source.ldap")
@@ -253,20 +253,7 @@ class EntryMapper:
     def _reject(
         self, report: ReadReport, dn: str, anchor: str | None, field: str, reason: str
     ) -> None:
-        report.rejected += 1
-        if anchor:
-            # A broken record is not a missing one: its person must not drift towards "leaver".
-            report.rejected_anchors.append(anchor)
-        event(
-            log,
-            "record.rejected",
-            logging.WARNING,
-            source="ldap",
-            dn=dn,
-            anchor=anchor,
-            field=field,
-            reason=reason,
-        )
+        reject_record(log, report, "ldap", anchor, field, reason, dn=dn)
 
 
 class _Rejected(Exception):

@@ -27,6 +27,7 @@ from syncd.config import CsvSource, SyncConfig
 from syncd.errors import ConfigError, SourceDataError
 from syncd.logs import event, get_logger
 from syncd.model import Person, ReadReport
+from syncd.source import reject_record
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvRowReader
@@ -335,20 +336,7 @@ class CsvReader:
     # ------------------------------------------------------------------------- what went wrong
 
     def _reject(self, report: ReadReport, line: int, anchor: str, field: str, reason: str) -> None:
-        report.rejected += 1
-        if anchor:
-            # A broken record is not a missing one: its person must not drift towards "leaver".
-            report.rejected_anchors.append(anchor)
-        event(
-            log,
-            "record.rejected",
-            logging.WARNING,
-            source="csv",
-            line=line,
-            anchor=anchor,
-            field=field,
-            reason=reason,
-        )
+        reject_record(log, report, "csv", anchor, field, reason, line=line)
 
     def _incomplete(self, report: ReadReport, reason: str) -> None:
         report.complete = False
