@@ -206,11 +206,11 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _age(stamp: str | None, now: datetime) -> str:
+    from syncd.state import parse_iso
+
     if not stamp:
         return "never"
-    seconds = int(
-        (now - datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)).total_seconds()
-    )
+    seconds = int((now - parse_iso(stamp)).total_seconds())
     if seconds < 120:
         return f"{seconds}s ago"
     if seconds < 7200:
@@ -220,7 +220,7 @@ def _age(stamp: str | None, now: datetime) -> str:
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
     from syncd import health
-    from syncd.state import State
+    from syncd.state import State, parse_iso
 
     status = health.read_status(config)
     now = datetime.now(UTC)
@@ -231,23 +231,12 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         state = State(path, read_only=True)
         try:
             runs = [dict(row) for row in state.recent_runs(args.runs)]
-            counts = state.counts()
-            totals.update(
-                people=counts.get("people", 0),
-                mailboxes=counts.get("created", 0) + counts.get("adopted", 0),
-                pending=counts.get("failed", 0)
-                + counts.get("pending", 0)
-                + counts.get("intent", 0),
-                quarantined=counts.get("quarantined", 0),
-                leavers=state.leaver_count(config.sync.leaver_after_missing),
-            )
+            totals.update(state.totals(config.sync.leaver_after_missing))
         finally:
             state.close()
     last_success = status.get("last_success")
     max_age = config.health.max_age
-    stale = last_success is None or (
-        now - datetime.strptime(last_success, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) > max_age
-    )
+    stale = last_success is None or now - parse_iso(last_success) > max_age
     if args.format == "json":
         print(
             json.dumps(

@@ -69,6 +69,8 @@ class CycleResult:
     report: ReadReport
     plan: Plan
     counts: dict[str, int] = field(default_factory=dict)
+    # State totals after the cycle (people, mailboxes, pending, quarantined, leavers).
+    totals: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
     stopped_early: bool = False
     message: str = ""
@@ -440,7 +442,10 @@ def _apply(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
             result.plan.create_count + result.plan.retry_count,
         )
         provisioner.rename(result.plan.renames)
-        result.counts = _final_counts(config, state, report, result.plan, provisioner.counters)
+        result.totals = state.totals(config.sync.leaver_after_missing)
+        result.counts = _final_counts(
+            state, report, result.plan, provisioner.counters, result.totals
+        )
         result.stopped_early = provisioner.stopped
         result.duration_s = time.monotonic() - started
         outcome = result.outcome
@@ -453,7 +458,7 @@ def _apply(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
             **{k: result.counts.get(k, 0) for k in _RUN_COUNT_COLUMNS},
         )
         summary(result)
-        health.cycle_finished(config, state, result)
+        health.cycle_finished(config, result)
         return result
     except SyncdError as exc:
         state.finish_run(
@@ -479,9 +484,12 @@ _RUN_COUNT_COLUMNS = (
 
 
 def _final_counts(
-    config: Config, state: State, report: ReadReport, the_plan: Plan, done: dict[str, int]
+    state: State,
+    report: ReadReport,
+    the_plan: Plan,
+    done: dict[str, int],
+    totals: dict[str, int],
 ) -> dict[str, int]:
-    counts = state.counts()
     return {
         "read": report.read,
         "rejected": report.rejected,
@@ -491,11 +499,11 @@ def _final_counts(
         "adopted": done.get("adopted", 0),
         "renamed": done.get("renamed", 0),
         "failed": done.get("failed", 0),
-        "pending": counts.get("failed", 0) + counts.get("pending", 0) + counts.get("intent", 0),
-        "quarantined": counts.get("quarantined", 0),
+        "pending": totals["pending"],
+        "quarantined": totals["quarantined"],
         "scheduled": the_plan.scheduled_count,
-        "leavers": state.leaver_count(config.sync.leaver_after_missing),
-        "mailboxes": counts.get("created", 0) + counts.get("adopted", 0),
+        "leavers": totals["leavers"],
+        "mailboxes": totals["mailboxes"],
     }
 
 

@@ -59,19 +59,7 @@ def cycle_started(config: Config, started: datetime) -> None:
     _update(config, last_start=iso(started), running=True, pid=os.getpid())
 
 
-def _state_counts(config: Config, state: State) -> dict[str, int]:
-    counts = state.counts()
-    return {
-        "people": counts.get("people", 0),
-        "mailboxes": counts.get("created", 0) + counts.get("adopted", 0),
-        "pending": counts.get("failed", 0) + counts.get("pending", 0) + counts.get("intent", 0),
-        "quarantined": counts.get("quarantined", 0),
-        "leavers": state.leaver_count(config.sync.leaver_after_missing),
-    }
-
-
-def cycle_finished(config: Config, state: State, result: CycleResult) -> None:
-    totals = _state_counts(config, state)
+def cycle_finished(config: Config, result: CycleResult) -> None:
     data = _update(
         config,
         running=False,
@@ -83,7 +71,7 @@ def cycle_finished(config: Config, state: State, result: CycleResult) -> None:
         source_complete=result.report.complete,
         source_incomplete_reason=result.report.incomplete_reason,
         last_counts=result.counts,
-        totals=totals,
+        totals=result.totals,
     )
     write_metrics(config, data)
 
@@ -95,7 +83,7 @@ def cycle_failed(config: Config, state: State, started: datetime, error: Excepti
         last_end=iso(utcnow()),
         last_outcome="error",
         last_error={"at": iso(started), "kind": type(error).__name__, "message": str(error)},
-        totals=_state_counts(config, state),
+        totals=state.totals(config.sync.leaver_after_missing),
     )
     write_metrics(config, data)
 

@@ -300,6 +300,17 @@ class State:
         counts["people"] = int(self.scalar("SELECT count(*) FROM people") or 0)
         return counts
 
+    def totals(self, leaver_after_missing: int) -> dict[str, int]:
+        """The totals status.json, `syncd status` and the summary report."""
+        counts = self.counts()
+        return {
+            "people": counts.get("people", 0),
+            "mailboxes": counts.get("created", 0) + counts.get("adopted", 0),
+            "pending": counts.get("failed", 0) + counts.get("pending", 0) + counts.get("intent", 0),
+            "quarantined": counts.get("quarantined", 0),
+            "leavers": self.leaver_count(leaver_after_missing),
+        }
+
     def provisioned_count(self) -> int:
         return int(
             self.scalar("SELECT count(*) FROM mailboxes WHERE state IN ('created', 'adopted')") or 0
