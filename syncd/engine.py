@@ -28,7 +28,6 @@ from syncd.errors import ConfigError, GuardTripped, SyncdError
 from syncd.logs import cycle_context, event, get_logger
 from syncd.model import Person, ReadReport
 from syncd.plan import (
-    Action,
     GuardInput,
     Kind,
     Known,
@@ -99,68 +98,82 @@ def today_for(options: CycleOptions, now: datetime) -> date:
 def stage_source(
     state: State, source: Source, report: ReadReport, heartbeat: Callable[[], None] | None
 ) -> None:
-    """Stream the source into ``temp.seen``; reject later records with an anchor already seen."""
+    """Stream the source into ``temp.seen``; reject later records with an anchor already seen.
+
+    Records are appended, in read order, to a plain table (cheap: no index to keep up while
+    reading), then copied once in anchor order into ``temp.seen``, clustered by anchor like
+    ``people`` and ``mailboxes``: the joins of the cycle then walk all three in the same order
+    instead of jumping around (directory anchors such as entryUUID come in random order).
+    ``seq`` keeps the read order, which is the order creates are sent in.
+    """
     conn = state.conn
+    conn.execute("DROP TABLE IF EXISTS temp.staged")
     conn.execute("DROP TABLE IF EXISTS temp.seen")
     conn.execute(
-        "CREATE TEMP TABLE seen (anchor TEXT PRIMARY KEY, first_name TEXT, last_name TEXT, "
-        "email TEXT, start_date TEXT, disabled INTEGER, digest TEXT, origin TEXT)"
+        "CREATE TEMP TABLE staged (anchor TEXT, first_name TEXT, last_name TEXT, email TEXT, "
+        "start_date TEXT, disabled INTEGER, digest TEXT, origin TEXT)"
     )
-    chunk: dict[str, Person] = {}
-
-    def flush() -> None:
-        if not chunk:
-            return
-        marks = ",".join("?" * len(chunk))
-        earlier = dict(
-            conn.execute(
-                f"SELECT anchor, origin FROM temp.seen WHERE anchor IN ({marks})", list(chunk)
-            ).fetchall()
-        )
-        rows = []
-        for anchor, person in chunk.items():
-            if anchor in earlier:
-                reject_duplicate(report, person, earlier[anchor])
-                continue
+    conn.execute(
+        "CREATE TEMP TABLE seen (anchor TEXT PRIMARY KEY, first_name TEXT, last_name TEXT, "
+        "email TEXT, start_date TEXT, disabled INTEGER, digest TEXT, origin TEXT, "
+        "seq INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    insert = "INSERT INTO temp.staged VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    rows: list[tuple[object, ...]] = []
+    conn.execute("BEGIN")
+    try:
+        for person in source.read(report):
+            start_date = person.start_date
             rows.append(
                 (
-                    anchor,
+                    person.anchor,
                     person.first_name,
                     person.last_name,
                     person.email,
-                    person.start_date.isoformat() if person.start_date else None,
-                    int(person.disabled),
+                    start_date.isoformat() if start_date else None,
+                    person.disabled,
                     person.digest,
                     person.origin,
                 )
             )
-        conn.executemany("INSERT INTO temp.seen VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        chunk.clear()
-        if heartbeat is not None:
-            heartbeat()
-
-    conn.execute("BEGIN")
-    try:
-        for person in source.read(report):
-            if person.anchor in chunk:
-                reject_duplicate(report, person, chunk[person.anchor].origin)
-                continue
-            chunk[person.anchor] = person
-            if len(chunk) >= STAGE_CHUNK:
-                flush()
-        flush()
+            if len(rows) >= STAGE_CHUNK:
+                conn.executemany(insert, rows)
+                rows.clear()
+                if heartbeat is not None:
+                    heartbeat()
+        conn.executemany(insert, rows)
+        # The first record of an anchor wins (ORDER BY anchor, rowid + OR IGNORE).
+        conn.execute(
+            "INSERT OR IGNORE INTO temp.seen SELECT *, rowid FROM temp.staged "
+            "ORDER BY anchor, rowid"
+        )
+        _reject_duplicates(conn, report)
+        conn.execute("DROP TABLE temp.staged")
     finally:
         conn.execute("COMMIT")
 
 
-def reject_duplicate(report: ReadReport, person: Person, first_origin: str) -> None:
+def _reject_duplicates(conn: sqlite3.Connection, report: ReadReport) -> None:
+    staged = conn.execute("SELECT max(rowid) FROM temp.staged").fetchone()[0] or 0
+    seen = conn.execute("SELECT count(*) FROM temp.seen").fetchone()[0]
+    if staged == seen:  # rowids are 1..n in a table that is only appended to
+        return
+    duplicates = conn.execute(
+        "SELECT d.anchor, d.origin, s.origin FROM temp.staged d "
+        "JOIN temp.seen s ON s.anchor = d.anchor WHERE d.rowid != s.seq ORDER BY d.rowid"
+    )
+    for anchor, origin, first_origin in duplicates:
+        reject_duplicate(report, anchor, origin, first_origin)
+
+
+def reject_duplicate(report: ReadReport, anchor: str, origin: str, first_origin: str) -> None:
     report.rejected += 1
     event(
         log,
         "record.rejected",
         30,
-        where=person.origin or None,
-        anchor=person.anchor,
+        where=origin or None,
+        anchor=anchor,
         field="anchor",
         reason=f"duplicate anchor, already used by the record at {first_origin or '?'}",
     )
@@ -186,15 +199,7 @@ FROM temp.seen s
 WHERE p.anchor IS NULL OR p.digest != s.digest OR m.anchor IS NULL
    OR m.state NOT IN ('created', 'adopted')
    OR m.first_name IS NOT s.first_name OR m.last_name IS NOT s.last_name
-ORDER BY s.rowid
-"""
-
-# The creates and retries queued by _plan_and_queue, a chunk at a time.
-_QUEUED_SQL = f"""
-SELECT t.rowid AS queued, {_COLUMNS}
-FROM temp.todo t JOIN temp.seen s ON s.anchor = t.anchor
-{_JOINS}
-WHERE t.rowid > ? ORDER BY t.rowid LIMIT ?
+ORDER BY s.seq
 """
 
 
@@ -238,46 +243,54 @@ def _known_from_row(row: sqlite3.Row) -> Known | None:
 
 
 def _plan_and_queue(state: State, policy: Policy, today: date, now: datetime) -> Plan:
-    """Plan with counts only, queueing the anchors to create or retry in ``temp.todo``.
+    """Plan with counts only, queueing the people to create or retry in ``temp.todo``.
 
     A first provisioning of 100k people would otherwise hold 100k actions in memory until they
-    are sent; the queue lets :func:`_queued_actions` hand them over a chunk at a time.
+    are sent; the queue lets :func:`queued_creates` hand them over a chunk at a time. It holds
+    what the provisioner needs (the person and the address already issued to them, if any), so
+    handing over is a plain read of this table.
     """
     conn = state.conn
     conn.execute("DROP TABLE IF EXISTS temp.todo")
-    conn.execute("CREATE TEMP TABLE todo (anchor TEXT NOT NULL)")
+    conn.execute(
+        "CREATE TEMP TABLE todo (anchor TEXT, first_name TEXT, last_name TEXT, email TEXT, "
+        "start_date TEXT, disabled INTEGER, digest TEXT, origin TEXT, local_part TEXT)"
+    )
+    insert = "INSERT INTO temp.todo VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     result = Plan(keep=False)
-    queued: list[tuple[str]] = []
-    for person, known in _candidates(state):
-        action = plan_person(person, known, policy, today, now)
+    queued: list[tuple[object, ...]] = []
+    for row in state.conn.execute(_CANDIDATES_SQL):
+        known = _known_from_row(row)
+        action = plan_person(_person_from_row(row), known, policy, today, now)
         if action is None:
             continue
         result.add(action)
         if action.kind in (Kind.CREATE, Kind.RETRY):
-            queued.append((person.anchor,))
+            queued.append((*row[:8], known.local_part if known else None))
             if len(queued) >= STAGE_CHUNK:
-                conn.executemany("INSERT INTO temp.todo VALUES (?)", queued)
+                conn.executemany(insert, queued)
                 queued.clear()
-    conn.executemany("INSERT INTO temp.todo VALUES (?)", queued)
+    conn.executemany(insert, queued)
     return result
 
 
-def _queued_actions(state: State, policy: Policy, today: date, now: datetime) -> Iterator[Action]:
-    """The queued creates and retries, decided again from the current state a chunk at a time.
+def queued_creates(state: State) -> Iterator[tuple[Person, str | None]]:
+    """The queued creates and retries: each person with the address issued to them, if any.
 
     Each chunk is fetched whole before it is handed on, so no read is open while the
-    provisioner writes; deciding again (the planner is pure) gives the same creates and retries.
+    provisioner writes.
     """
     last = 0
     while True:
-        rows = state.conn.execute(_QUEUED_SQL, (last, STAGE_CHUNK)).fetchall()
+        rows = state.conn.execute(
+            "SELECT rowid, * FROM temp.todo WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (last, STAGE_CHUNK),
+        ).fetchall()
         if not rows:
             return
-        last = rows[-1]["queued"]
+        last = rows[-1][0]
         for row in rows:
-            action = plan_person(_person_from_row(row), _known_from_row(row), policy, today, now)
-            if action is not None and action.kind in (Kind.CREATE, Kind.RETRY):
-                yield action
+            yield _person_from_row(row), row["local_part"]
 
 
 # ---------------------------------------------------------------------------------- recording
@@ -438,7 +451,7 @@ def _apply(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
             raise GuardTripped("safety guard: nothing was applied: " + " | ".join(reasons))
         record_people(state, report, now)
         provisioner.create(
-            _queued_actions(state, policy, today, now),
+            queued_creates(state),
             result.plan.create_count + result.plan.retry_count,
         )
         provisioner.rename(result.plan.renames)

@@ -20,6 +20,7 @@ the open transaction). ``SYNCD_TEST_CRASH_COUNT=N`` crashes at the Nth time the 
 
 from __future__ import annotations
 
+import contextvars
 import os
 import secrets
 import signal
@@ -27,7 +28,8 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import httpx
@@ -46,7 +48,7 @@ from syncd.hybridbox import (
     OutcomeUnknown,
     RetryBudget,
 )
-from syncd.logs import event, get_logger, progress_bar
+from syncd.logs import event, events, get_logger, progress_bar
 from syncd.model import Person
 from syncd.plan import Action, after_failure
 from syncd.state import State, iso, parse_iso
@@ -125,6 +127,47 @@ class _Item:
     resends: int = 0
     # Candidates found taken on Hybridbox during this cycle (rare: no empty set per person).
     excluded: frozenset[str] = frozenset()
+
+
+class _Queue:
+    """What is left to send: items to send again first, then fresh ones, made on demand."""
+
+    def __init__(self, fresh: Iterator[_Item], total: int) -> None:
+        self._fresh = fresh
+        self._fresh_left = total
+        self._again: deque[_Item] = deque()
+
+    @property
+    def left(self) -> int:
+        return len(self._again) + self._fresh_left
+
+    def empty(self) -> bool:
+        return self.left == 0
+
+    def push_front(self, items: list[_Item]) -> None:
+        self._again.extendleft(reversed(items))
+
+    def take(self, size: int) -> list[_Item]:
+        batch = [self._again.popleft() for _ in range(min(size, len(self._again)))]
+        while len(batch) < size and self._fresh_left:
+            item = next(self._fresh, None)
+            if item is None:  # fewer than announced: someone was settled meanwhile
+                self._fresh_left = 0
+                break
+            batch.append(item)
+            self._fresh_left -= 1
+        return batch
+
+
+@dataclass(slots=True)
+class _Answer:
+    """What the wire brought back for one batch: exactly one of the three, plus lookups."""
+
+    result: BulkResult | None = None
+    too_large: BatchTooLarge | None = None
+    unknown: OutcomeUnknown | None = None
+    # Addresses looked up because the answer said taken or unknown (by item index).
+    lookups: dict[int, Mailbox | None] = field(default_factory=dict)
 
 
 def _same_person(mailbox: Mailbox, person: Person) -> bool:
@@ -238,42 +281,60 @@ class Provisioner:
 
     # ------------------------------------------------------------------ creates
 
-    def create(self, actions: Iterable[Action], total: int) -> None:
-        """Create mailboxes for ``total`` actions, taken from ``actions`` a batch at a time."""
+    def create(self, todo: Iterable[tuple[Person, str | None]], total: int) -> None:
+        """Create mailboxes for ``total`` people, taken from ``todo`` a batch at a time.
+
+        Each person comes with the local part already issued to them by an earlier cycle (a
+        retry keeps its address), or None.
+
+        Pipelined: while one batch is on the wire (a worker thread does that batch's HTTP: the
+        bulk call and any lookups it needs), the next is allocated and journaled here, then the
+        answer is recorded. The journal rule holds for every batch: its intents are committed
+        before it is sent. The database is only ever used from this thread.
+        """
         if not total:
             return
-        # Items are made batch by batch (not 100k up front); ``again`` holds those to re-send,
-        # which go first, as they would at the head of one queue.
-        fresh = (_Item(a.person, a.known.local_part if a.known else None) for a in actions)
-        again: deque[_Item] = deque()
-        taken_fresh = 0
+        queue = _Queue((_Item(person, local_part) for person, local_part in todo), total)
         started = last_progress = time.monotonic()
-        while again or taken_fresh < total:
-            left = len(again) + total - taken_fresh
-            if self._stop_requested():
-                self.stopped = True
-                event(log, "cycle.stopping", reason="stop requested", left=left)
-                return
-            size = min(self.batch_size, left)
-            batch = [again.popleft() for _ in range(min(size, len(again)))]
-            while len(batch) < size:
-                item = next(fresh, None)
-                if item is None:  # fewer than announced: someone was settled meanwhile
-                    total = taken_fresh
+        flight: tuple[list[_Item], Future[_Answer]] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncd-bulk") as wire:
+            while True:
+                # A batch already journaled is always sent, even after a stop request: it
+                # must not be left behind as intents.
+                batch = [] if self._stop_requested() else self._prepare(queue)
+                if flight is not None:
+                    sent, answer = flight
+                    flight = None
+                    again = self._handle(sent, answer.result())
+                    if again is None:  # the batch was too large: both go again, smaller
+                        queue.push_front(sent + batch)
+                        continue
+                    queue.push_front(again)
+                if batch:
+                    context = contextvars.copy_context()  # log lines keep the cycle id
+                    flight = (batch, wire.submit(context.run, self._wire, batch))
+                elif flight is None and (queue.empty() or self._stop_requested()):
                     break
-                batch.append(item)
-                taken_fresh += 1
-            batch = self._allocate(batch)
-            if not batch:
-                continue
-            again.extendleft(reversed(self._send(batch)))
-            self._heartbeat()
-            done = total - len(again) - (total - taken_fresh)
-            elapsed = time.monotonic() - started
-            progress_bar(done, total, done / elapsed if elapsed else 0.0)
-            if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
-                last_progress = time.monotonic()
-                self._progress(total, total - len(again) - (total - taken_fresh), started)
+                self._heartbeat()
+                done = total - queue.left
+                elapsed = time.monotonic() - started
+                progress_bar(done, total, done / elapsed if elapsed else 0.0)
+                if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+                    last_progress = time.monotonic()
+                    self._progress(total, done, started)
+        if not queue.empty():
+            self.stopped = True
+            event(log, "cycle.stopping", reason="stop requested", left=queue.left)
+
+    def _prepare(self, queue: _Queue) -> list[_Item]:
+        """The next batch with addresses, journaled as intents; empty when nothing is left."""
+        while not queue.empty():
+            batch = self._allocate(queue.take(self.batch_size))
+            if batch:
+                self._write_intents(batch, secrets.token_hex(6))
+                crashpoint("after_intents")
+                return batch
+        return []
 
     def _progress(self, total: int, done: int, started: float) -> None:
         elapsed = time.monotonic() - started
@@ -392,17 +453,37 @@ class Provisioner:
                 ],
             )
 
-    def _send(self, batch: list[_Item]) -> list[_Item]:
-        """Journal, send and record one batch; return the items to send again this cycle."""
-        batch_id = secrets.token_hex(6)
-        self._write_intents(batch, batch_id)
-        crashpoint("after_intents")
+    def _wire(self, batch: list[_Item]) -> _Answer:
+        """Send one journaled batch and make the lookups its answer calls for (worker thread).
+
+        Only the network happens here; what it means for the state is decided by
+        :meth:`_handle`, in the thread that owns the database.
+        """
+        client, domain = self.client, self.domain
         items = [
             NewMailbox(i.person.first_name, i.person.last_name, i.local_part or "") for i in batch
         ]
         try:
-            result = self.client.bulk_create(self.domain, items)
+            result = client.bulk_create(domain, items)
         except BatchTooLarge as exc:
+            return _Answer(too_large=exc)
+        except OutcomeUnknown as exc:
+            lookups = {n: client.find_by_address(i.local_part or "", domain) for n, i in
+                       enumerate(batch)}  # fmt: skip
+            return _Answer(unknown=exc, lookups=lookups)
+        crashpoint("after_answer")
+        wanted = [f.index for f in result.failed if f.kind is ItemKind.TAKEN]
+        wanted += result.unknown
+        lookups = {
+            index: client.find_by_address(batch[index].local_part or "", domain)
+            for index in wanted
+            if 0 <= index < len(batch)
+        }
+        return _Answer(result=result, lookups=lookups)
+
+    def _handle(self, batch: list[_Item], answer: _Answer) -> list[_Item] | None:
+        """Record one batch's answer; the items to send again, or None if it was too large."""
+        if answer.too_large is not None:
             if len(batch) == 1:
                 raise HybridboxUnavailable(
                     "Hybridbox refuses even a single-item bulk request as too large"
@@ -416,34 +497,26 @@ class Provisioner:
                 30,
                 batch_size=self.batch_size,
                 was=len(batch),
-                reason=str(exc),
+                reason=str(answer.too_large),
                 note="kept for the rest of this cycle",
             )
-            return batch
-        except OutcomeUnknown as exc:
+            return None
+        if answer.unknown is not None:
             event(
                 log,
                 "hybridbox.outcome_unknown",
                 30,
-                batch=batch_id,
                 items=len(batch),
-                reason=str(exc),
+                reason=str(answer.unknown),
             )
-            return self._resolve_by_lookup(batch)
-        crashpoint("after_answer")
-        return self._record(batch, result)
-
-    def _resolve_by_lookup(self, batch: list[_Item]) -> list[_Item]:
-        found = {
-            id(item): self.client.find_by_address(item.local_part or "", self.domain)
-            for item in batch
-        }
-        again: list[_Item] = []
-        with self.state.transaction():
-            for item in batch:
-                if self._settle(item, found[id(item)], origin="lookup"):
-                    again.append(item)
-        return self._limit_resends(again)
+            again: list[_Item] = []
+            with self.state.transaction():
+                for index, item in enumerate(batch):
+                    if self._settle(item, answer.lookups.get(index), origin="lookup"):
+                        again.append(item)
+            return self._limit_resends(again)
+        assert answer.result is not None
+        return self._record(batch, answer.result, answer.lookups)
 
     def _limit_resends(self, items: list[_Item]) -> list[_Item]:
         again = []
@@ -453,20 +526,10 @@ class Provisioner:
                 again.append(item)
         return again
 
-    def _record(self, batch: list[_Item], result: BulkResult) -> list[_Item]:
-        # Lookups happen before the transaction: no network I/O while the database is locked.
-        lookups: dict[int, Mailbox | None] = {}
-        for failure in result.failed:
-            if failure.kind is ItemKind.TAKEN and 0 <= failure.index < len(batch):
-                item = batch[failure.index]
-                lookups[failure.index] = self.client.find_by_address(
-                    item.local_part or "", self.domain
-                )
-        for index in result.unknown:
-            if 0 <= index < len(batch):
-                lookups[index] = self.client.find_by_address(
-                    batch[index].local_part or "", self.domain
-                )
+    def _record(
+        self, batch: list[_Item], result: BulkResult, lookups: dict[int, Mailbox | None]
+    ) -> list[_Item]:
+        # The lookups were made by _wire: no network I/O while the database is locked.
         again: list[_Item] = []
         done = [(batch[c.index], c.mailbox) for c in result.created if 0 <= c.index < len(batch)]
         halfway = max(1, len(batch) // 2)
@@ -540,15 +603,18 @@ class Provisioner:
             ],
         )
         self.counters[state] += len(done)
-        name = f"mailbox.{state}"
-        for item, mailbox in done:
-            event(
-                log,
-                name,
-                anchor=item.person.anchor,
-                address=mailbox.primary_email or self._address(item.local_part or ""),
-                mailbox_id=mailbox.id,
-            )
+        events(
+            log,
+            f"mailbox.{state}",
+            [
+                {
+                    "anchor": item.person.anchor,
+                    "address": mailbox.primary_email or self._address(item.local_part or ""),
+                    "mailbox_id": mailbox.id,
+                }
+                for item, mailbox in done
+            ],
+        )
 
     def _mark_collision(self, item: _Item) -> None:
         """The address belongs to someone else on Hybridbox: never offer it again."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator
 
@@ -72,3 +73,36 @@ def test_json_lines_and_secrets_are_redacted(monkeypatch: pytest.MonkeyPatch) ->
     logs.event(logs.get_logger("syncd.test"), "hybridbox.retry", detail="Bearer hunter2-token")
     line = stream.getvalue()
     assert '"event": "hybridbox.retry"' in line and "hunter2-token" not in line
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_batch_of_events_writes_the_same_lines_as_one_event_each(
+    monkeypatch: pytest.MonkeyPatch, log_format: str
+) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    logs.setup_logging(LoggingConfig(format=log_format), stderr=True)  # type: ignore[arg-type]
+    log = logs.get_logger("syncd.test")
+    items = [
+        {"anchor": "E1", "address": "anna@example.com", "mailbox_id": 7},
+        {"anchor": "E2", "address": "two words", "mailbox_id": None},
+    ]
+    with logs.cycle_context("c0ffee00"):
+        for item in items:
+            logs.event(log, "mailbox.created", **item)
+        one_by_one = stream.getvalue()
+        stream.seek(0)
+        stream.truncate()
+        logs.events(log, "mailbox.created", items)
+        logs.events(log, "mailbox.created", [])  # nothing to say: no line at all
+    batched = stream.getvalue()
+
+    def without_time(text: str) -> list[object]:
+        # The lines may straddle a second; everything but the timestamp must be identical.
+        if log_format == "text":
+            return [line.split(" ", 1)[1] for line in text.splitlines()]
+        return [{**json.loads(line), "ts": None} for line in text.splitlines()]
+
+    assert len(batched.splitlines()) == 2
+    assert without_time(batched) == without_time(one_by_one)
+    assert "cycle" in batched and "mailbox_id" not in batched.splitlines()[1]

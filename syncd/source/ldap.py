@@ -43,6 +43,7 @@ from syncd.errors import ConfigError, SourceUnavailable
 from syncd.logs import event, get_logger, register_secret
 from syncd.model import Person, ReadReport
 from syncd.source import _ad
+from syncd.source._ldap_decode import use_lean_entries
 from syncd.source._ldap_entry import EntryMapper, check_base_dn, check_filter
 
 log = get_logger("syncd.source.ldap")
@@ -359,7 +360,11 @@ class LdapReader:
             check_names=False,
             auto_referrals=False,
             return_empty_attributes=False,
+            # Ranged values only concern huge multi-valued attributes (group members), never
+            # the single-valued ones syncd maps; and it lets the lean decoder below be used.
+            auto_range=False,
         )
+        use_lean_entries(connection)
         try:
             connection.open()
             if config.start_tls:
