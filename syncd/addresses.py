@@ -48,7 +48,7 @@ import unicodedata
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from anyascii import anyascii
 
@@ -112,8 +112,14 @@ _LOCALE_TABLES: dict[str, dict[str, str]] = {
     "fi": _SWEDISH_FINNISH,
     "is": _ICELANDIC,
 }
+# The same tables for str.translate (one C loop instead of a Python one per character); every
+# key is a single character, so the result is the same as looking each character up.
+_LOCALE_TRANSLATIONS = {
+    language: str.maketrans(table) for language, table in _LOCALE_TABLES.items()
+}
 
 
+@lru_cache(maxsize=64)
 def _language(locale: str | None) -> str | None:
     """``"de_AT.UTF-8"`` → ``"de"``; ``None`` or blank → ``None``."""
     if not locale:
@@ -142,8 +148,11 @@ def _greek_diphthong(match: re.Match[str]) -> str:
     return latin.capitalize() if first.isupper() else latin
 
 
+_GREEK_AND_COPTIC = re.compile("[\u0370-\u03ff]")
+
+
 def _greek_digraphs(text: str) -> str:
-    if not any("\u0370" <= char <= "\u03ff" for char in text):
+    if _GREEK_AND_COPTIC.search(text) is None:
         return text
     # Diphthongs first: whether αυ is "av" or "af" depends on the Greek letter after it.
     text = _GREEK_U_DIPHTHONG.sub(_greek_diphthong, text)
@@ -159,9 +168,9 @@ def transliterate(text: str, locale: str | None) -> str:
     text = unicodedata.normalize("NFC", text)
     if text.isascii():
         return text
-    table = _LOCALE_TABLES.get(_language(locale) or "")
+    table = _LOCALE_TRANSLATIONS.get(_language(locale) or "")
     if table:
-        text = "".join(table.get(char, char) for char in text)
+        text = text.translate(table)
     return anyascii(_greek_digraphs(text))
 
 
@@ -199,10 +208,10 @@ def script_of(char: str) -> str | None:
 
 def has_script(text: str, scripts: Iterable[str]) -> bool:
     """True when ``text`` has at least one letter of one of ``scripts`` (e.g. ``["Han"]``)."""
-    wanted = {script.capitalize() for script in scripts}
-    if not wanted or text.isascii():
+    if text.isascii():
         return False
-    return any(script_of(char) in wanted for char in text if not char.isascii())
+    wanted = {script.capitalize() for script in scripts}
+    return bool(wanted) and any(script_of(char) in wanted for char in text if not char.isascii())
 
 
 # -------------------------------------------------------------------------------------- tokens
@@ -230,6 +239,31 @@ _NOT_TOKEN = re.compile(r"[^a-z0-9-]+")
 _DASHES = re.compile(r"-{2,}")
 
 
+def _plain_name_pattern() -> re.Pattern[str]:
+    """Names made only of characters ``_is_name_character`` keeps, from the common blocks.
+
+    Built from ``_is_name_character`` itself (Latin, Greek, Cyrillic and the Latin used for
+    Vietnamese), so a name it matches keeps every character: one regex match instead of a
+    Python call per character. Other names take the per-character filter.
+    """
+    blocks = (range(0x0000, 0x0530), range(0x1E00, 0x2000))
+    kept = [code for block in blocks for code in block if _is_name_character(chr(code))]
+    ranges: list[tuple[int, int]] = []
+    for code in kept:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+    members = "".join(
+        re.escape(chr(low)) + ("-" + re.escape(chr(high)) if high > low else "")
+        for low, high in ranges
+    )
+    return re.compile(f"[{members}]*")
+
+
+_PLAIN_NAME = _plain_name_pattern()
+
+
 # Cached: a pure function, and first and last names repeat a lot across a population, so a
 # first provisioning of 100k people transliterates each distinct name once.
 @lru_cache(maxsize=65536)
@@ -243,8 +277,10 @@ def name_token(text: str, locale: str | None) -> str:
         # The same result as below: for ASCII, NFC and transliteration change nothing, and the
         # characters the filter drops are exactly those _NOT_TOKEN drops too.
         return _DASHES.sub("-", _NOT_TOKEN.sub("", text.lower())).strip("-")
-    kept = "".join(char for char in unicodedata.normalize("NFC", text) if _is_name_character(char))
-    latin = transliterate(kept, locale).lower()
+    text = unicodedata.normalize("NFC", text)
+    if _PLAIN_NAME.fullmatch(text) is None:
+        text = "".join(char for char in text if _is_name_character(char))
+    latin = transliterate(text, locale).lower()
     token = _DASHES.sub("-", _NOT_TOKEN.sub("", latin))
     return token.strip("-")
 
@@ -334,9 +370,12 @@ def _parse(template: str) -> tuple[_Segment, ...]:
     return tuple(segments)
 
 
-@dataclass(frozen=True, slots=True)
-class _Tokens:
-    """A person's tokens, computed once per person rather than once per candidate."""
+class _Tokens(NamedTuple):
+    """A person's tokens, computed once per person rather than once per candidate.
+
+    A named tuple rather than a frozen dataclass: a cycle makes one per distinct name, and a
+    tuple is made in a third of the time.
+    """
 
     first: str
     last: str
@@ -391,6 +430,66 @@ def _render(segments: tuple[_Segment, ...], tokens: _Tokens, n: int | None) -> s
     return result if is_valid_local_part(result) else None
 
 
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """A checked template, prepared for filling in many times (every candidate of a cycle)."""
+
+    segments: tuple[_Segment, ...]
+    # The template for str.format with positional fields (see _FIELD_INDEX): its literal text
+    # ([a-z0-9._-], checked by _parse) has no braces, and positional fields are filled faster
+    # than named ones.
+    pattern: str
+    uses_first: bool  # {first} or {f}
+    uses_last: bool  # {last} or {l}
+    uses_anchor: bool
+    has_n: bool
+
+
+# The position of each placeholder's value in _fill's call to str.format.
+_FIELD_INDEX = {"first": 0, "last": 1, "f": 2, "l": 3, "anchor": 4, "n": 5}
+
+
+@lru_cache(maxsize=256)
+def _compile(template: str) -> _Template:
+    segments = _parse(template)
+    used = {segment.text for segment in segments if segment.is_placeholder}
+    return _Template(
+        segments=segments,
+        pattern="".join(
+            f"{{{_FIELD_INDEX[s.text]}}}" if s.is_placeholder else s.text for s in segments
+        ),
+        uses_first=bool(used & {"first", "f"}),
+        uses_last=bool(used & {"last", "l"}),
+        uses_anchor="anchor" in used,
+        has_n="n" in used,
+    )
+
+
+def _fill(template: _Template, tokens: _Tokens, n: int | None) -> str | None:
+    """``_render`` of the template, in a few C calls when the result fits (nearly always).
+
+    The same result as ``_render``: tokens are ``[a-z0-9-]`` (the anchor ``[a-z0-9._-]`` with no
+    leading, trailing or doubled dot) and literals ``[a-z0-9._-]``, so of ``_clean`` only the dot
+    rules can change anything; a result within 64 characters then is a valid local part, and
+    needed no token cut to 64 (a longer token has no dots to lose and would not fit). Longer
+    results take ``_render``'s shortening rules.
+    """
+    first, last, anchor = tokens.first, tokens.last, tokens.anchor
+    if (
+        (template.uses_first and not first)
+        or (template.uses_last and not last)
+        or (template.uses_anchor and not anchor)
+    ):
+        return None  # a name this template needs has no usable Latin form
+    text = template.pattern.format(first, last, first[:1], last[:1], anchor, "" if n is None else n)
+    if ".." in text:
+        text = _DOTS.sub(".", text)
+    text = text.strip(".")
+    if len(text) <= LOCAL_PART_MAX:
+        return text or None
+    return _render(template.segments, tokens, n)
+
+
 def render(template: str, person: Person, locale: str | None, n: int | None = None) -> str | None:
     """One template filled in for one person: a valid local part, or ``None``.
 
@@ -402,7 +501,7 @@ def render(template: str, person: Person, locale: str | None, n: int | None = No
     """
     if n is not None and n < 0:
         raise ValueError(f"n must not be negative, got {n}")
-    return _render(_parse(template), _Tokens.of(person, locale), n)
+    return _fill(_compile(template), _Tokens.of(person, locale), n)
 
 
 # ----------------------------------------------------------------------------------- candidates
@@ -444,8 +543,9 @@ def _raw_candidates(
         yield _preferred(preferred)
     tokens = _Tokens.of(person, config.locale)
     if not needs_fallback(person, config.fallback_scripts):
-        yield from _name_candidates(tokens, config, max_n)
-    yield from _fallback_candidates(tokens, config, max_n)
+        templates = tuple(_compile(template) for template in config.templates)
+        yield from _name_candidates(tokens, templates, max_n)
+    yield from _fallback_candidates(tokens, config.fallback_template, max_n)
 
 
 def _preferred(preferred: str) -> str | None:
@@ -453,66 +553,95 @@ def _preferred(preferred: str) -> str | None:
     return wanted if is_valid_local_part(wanted) else None
 
 
-def _name_candidates(tokens: _Tokens, config: AddressesConfig, max_n: int) -> Iterator[str | None]:
-    """Every name template in order, a template with ``{n}`` for n = 2..max_n."""
-    numbers = range(2, max_n + 1)
-    for template in config.templates:
-        segments = _parse(template)
-        has_n = any(s.is_placeholder and s.text == "n" for s in segments)
-        for n in numbers if has_n else (None,):
-            yield _render(segments, tokens, n)
-
-
-def _fallback_candidates(
-    tokens: _Tokens, config: AddressesConfig, max_n: int
+def _name_candidates(
+    tokens: _Tokens, templates: tuple[_Template, ...], max_n: int, start: int = 0
 ) -> Iterator[str | None]:
-    fallback = config.fallback_template
-    yield _render(_parse(fallback), tokens, None)
-    numbered = _parse(fallback if "{n}" in fallback else fallback + "-{n}")
+    """Every name template in order, a template with ``{n}`` for n = 2..max_n.
+
+    ``start``: how many of them to leave out (see ``_first_name_candidate``).
+    """
+    numbers = range(2, max_n + 1)
+    for template in templates:
+        each_n = numbers if template.has_n else (None,)
+        if start >= len(each_n):
+            start -= len(each_n)
+            continue
+        for n in each_n[start:]:
+            yield _fill(template, tokens, n)
+        start = 0
+
+
+def _first_name_candidate(
+    tokens: _Tokens, templates: tuple[_Template, ...], max_n: int
+) -> tuple[str | None, int]:
+    """The first of ``_name_candidates`` that is not None, and how many (None included) it
+    gives up to and including that one: where to resume for the second.
+
+    No generator for the one candidate most names ever need.
+    """
+    given = 0
+    for template in templates:
+        for n in range(2, max_n + 1) if template.has_n else (None,):
+            given += 1
+            value = _fill(template, tokens, n)
+            if value is not None:
+                return value, given
+    return None, given
+
+
+def _fallback_candidates(tokens: _Tokens, fallback: str, max_n: int) -> Iterator[str | None]:
+    yield _fill(_compile(fallback), tokens, None)
+    numbered = _compile(fallback if "{n}" in fallback else fallback + "-{n}")
     for n in range(2, max_n + 1):
-        yield _render(numbered, tokens, n)
+        yield _fill(numbered, tokens, n)
 
 
 class _SharedCandidates:
     """The name-template candidates of everyone whose tokens are the same, built lazily once.
 
     Most names need only their first candidate, so the renderer (a suspended generator, a few
-    hundred bytes) is only kept for names that needed more: a 100k cycle has tens of thousands
+    hundred bytes) is only made for names that need more: a 100k cycle has tens of thousands
     of distinct names. ``skip`` counts the leading candidates known to be taken for the rest of
     the cycle, so the hundredth Anna Müller does not walk past the 99 addresses before hers.
     """
 
-    __slots__ = ("_source", "_tokens", "complete", "skip", "values")
+    __slots__ = ("_resume", "_source", "_tokens", "complete", "skip", "values")
 
     def __init__(self, tokens: _Tokens) -> None:
         self._tokens = tokens
         self._source: Iterator[str | None] | None = None
+        self._resume = 0  # where in _name_candidates the renderer starts, when it is made
         self.values: list[str] = []
         self.complete = False
         self.skip = 0
 
-    def extend(self, config: AddressesConfig, max_n: int) -> bool:
+    def extend(self, templates: tuple[_Template, ...], max_n: int) -> bool:
         """Add the next distinct candidate; False when there is none."""
         if self.complete:
             return False
         values = self.values
+        if not values:
+            first, self._resume = _first_name_candidate(self._tokens, templates, max_n)
+            if first is None:
+                self.complete = True
+                return False
+            values.append(first)
+            return True
         if self._source is None:
-            # Rendering is deterministic: a fresh renderer past the values already known.
-            self._source = _name_candidates(self._tokens, config, max_n)
-            distinct: list[str] = []
-            while len(distinct) < len(values):
-                value = next(self._source)
-                if value is not None and value not in distinct:
-                    distinct.append(value)
+            # Rendering is deterministic: a renderer just past the first candidate.
+            self._source = _name_candidates(self._tokens, templates, max_n, self._resume)
         for value in self._source:
             if value is not None and value not in values:
                 values.append(value)
-                if len(values) == 1:
-                    self._source = None  # see the class docstring
                 return True
         self.complete = True
         self._source = None
         return False
+
+
+# Distinct names a CandidateSource remembers the token of: a bound on its memory that the first
+# and last names of a large company stay well within (it starts over when full).
+_NAME_CACHE_MAX = 65536
 
 
 class CandidateSource:
@@ -520,15 +649,28 @@ class CandidateSource:
 
     Gives exactly the sequence ``candidates(person, config, preferred=...)`` gives, but people
     whose names give the same tokens (the many Anna Müllers of a large company) share one lazily
-    built list of rendered name-template candidates, and each distinct name is transliterated once.
-    Holds memory proportional to the distinct names seen in the cycle: make one per cycle.
+    built list of rendered name-template candidates, and each distinct name is transliterated and
+    checked for fallback scripts once. Holds memory proportional to the distinct names seen in the
+    cycle: make one per cycle.
     """
 
     def __init__(self, config: AddressesConfig, max_n: int = 99) -> None:
         self.config = config
         self.max_n = max_n
-        self._uses_anchor = any("{anchor}" in template for template in config.templates)
-        self._shared: dict[tuple[str, str, str], _SharedCandidates] = {}
+        self._templates = tuple(_compile(template) for template in config.templates)
+        self._uses_anchor = any(template.uses_anchor for template in self._templates)
+        self._fallback_scripts = list(config.fallback_scripts)
+        self._shared: dict[tuple[str, ...], _SharedCandidates] = {}
+        # name -> (its token, whether it has a letter of a fallback script)
+        self._names: dict[str, tuple[str, bool]] = {}
+
+    def _learn(self, name: str) -> tuple[str, bool]:
+        """The token and fallback flag of a name not seen yet (see ``for_person``)."""
+        if len(self._names) >= _NAME_CACHE_MAX:
+            self._names.clear()
+        known = (name_token(name, self.config.locale), has_script(name, self._fallback_scripts))
+        self._names[name] = known
+        return known
 
     def for_person(
         self, person: Person, preferred: str | None = None, taken: Container[str] = ()
@@ -540,21 +682,32 @@ class CandidateSource:
         everyone with the same name from then on; the preferred and fallback candidates are
         given regardless (callers check every candidate anyway).
         """
-        config = self.config
         first = _preferred(preferred) if preferred is not None else None
         if first is not None:
             yield first
-        tokens = _Tokens.of(person, config.locale)
+        # The common case (names seen before, first candidate free) is a few dict look-ups and
+        # one membership test: no transliteration, no script check, no rendering.
+        names = self._names
+        first_token, first_fallback = names.get(person.first_name) or self._learn(person.first_name)
+        last_token, last_fallback = names.get(person.last_name) or self._learn(person.last_name)
+        # The anchor is only needed by a template that uses it, or by the (rare) fallback.
+        anchor: str | None = None
         shared: _SharedCandidates | None = None
-        if not needs_fallback(person, config.fallback_scripts):
-            key = (tokens.first, tokens.last, tokens.anchor if self._uses_anchor else "")
+        if not (first_fallback or last_fallback):
+            key: tuple[str, ...]
+            if self._uses_anchor:
+                anchor = anchor_token(person.anchor)
+                key = (first_token, last_token, anchor)
+            else:
+                key = (first_token, last_token)
             shared = self._shared.get(key)
             if shared is None:
-                shared = _SharedCandidates(tokens)
+                # Without {anchor} in the templates, its token is never read for these.
+                shared = _SharedCandidates(_Tokens(first_token, last_token, anchor or ""))
                 self._shared[key] = shared
             values = shared.values
             index = shared.skip
-            while index < len(values) or shared.extend(config, self.max_n):
+            while index < len(values) or shared.extend(self._templates, self.max_n):
                 value = values[index]
                 index += 1
                 if value in taken:
@@ -568,7 +721,10 @@ class CandidateSource:
         seen = set(shared.values) if shared is not None else set()
         if first is not None:
             seen.add(first)
-        for fallback in _fallback_candidates(tokens, config, self.max_n):
+        if anchor is None:
+            anchor = anchor_token(person.anchor)
+        tokens = _Tokens(first_token, last_token, anchor)
+        for fallback in _fallback_candidates(tokens, self.config.fallback_template, self.max_n):
             if fallback is not None and fallback not in seen:
                 seen.add(fallback)
                 yield fallback

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd.addresses import (
+    _LOCALE_TABLES,
+    _LOCALE_TRANSLATIONS,
+    _PLAIN_NAME,
     LOCAL_PART_MAX,
+    CandidateSource,
+    _compile,
+    _fill,
+    _first_name_candidate,
+    _is_name_character,
+    _name_candidates,
+    _parse,
+    _render,
+    _Tokens,
     anchor_token,
     candidates,
     choose,
@@ -24,6 +38,7 @@ from syncd.addresses import (
 from syncd.config import AddressesConfig, parse_config
 from syncd.errors import ConfigError
 from syncd.model import Person
+from tests.support import address_reference
 
 
 def person(first: str, last: str, anchor: str = "E1001") -> Person:
@@ -468,3 +483,92 @@ def test_tokens_are_deterministic_and_idempotent(text: str, locale: str | None) 
     assert token == "" or (set(token) <= set("abcdefghijklmnopqrstuvwxyz0123456789-"))
     assert not token.startswith("-") and not token.endswith("-") and "--" not in token
     assert name_token(token, locale) == token
+
+
+# ----------------------------------------------------------------------- reference candidates
+
+REFERENCE = json.loads(Path(address_reference.PATH).read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    "scenario", REFERENCE["scenarios"], ids=[s["name"] for s in REFERENCE["scenarios"]]
+)
+def test_candidates_are_those_of_the_reference(scenario: dict[str, Any]) -> None:
+    """The fast paths (issue 5) give what the plain code gave, person by person.
+
+    The expected values were computed by the address code before it was optimised; see
+    ``tests/support/address_reference.py``. Bench names in several scripts, many clashes.
+    """
+    config = AddressesConfig.model_validate(scenario["config"])
+    first_n = REFERENCE["first_n"]
+    fresh = CandidateSource(config, max_n=scenario["max_n"])
+    for anchor, first, last, email, _, expected in scenario["rows"]:
+        who = person(first, last, anchor)
+        assert list(islice(candidates(who, config, preferred=email), first_n)) == expected, who
+        assert list(islice(fresh.for_person(who, email), first_n)) == expected, who
+    who_got = [tuple(row[:4]) for row in scenario["rows"]]
+    assert address_reference.compute(config, who_got) == [tuple(row) for row in scenario["rows"]]
+
+
+# The fast paths against the plain code they stand in for, on inputs the reference does not reach.
+
+# Pieces rather than characters, so that long names (the shortening rules) and dot runs come up.
+TOKEN_TEXT = st.lists(
+    st.sampled_from([*"anaLEE-'. .x9Øä王", "..", "-.-", "x" * 30]), max_size=8
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    first=TOKEN_TEXT,
+    last=TOKEN_TEXT,
+    anchor=TOKEN_TEXT,
+    template=st.sampled_from(
+        [t for templates in TEMPLATE_SETS for t in templates]
+        + FALLBACKS
+        + ["{f}{l}", ".{last}.", "{first}..{last}_{n}", "{anchor}-{n}", "{l}{f}.{anchor}"]
+    ),
+    n=st.none() | st.integers(min_value=0, max_value=120),
+)
+def test_fill_gives_what_render_gives(
+    first: str, last: str, anchor: str, template: str, n: int | None
+) -> None:
+    tokens = _Tokens(name_token(first, None), name_token(last, None), anchor_token(anchor))
+    assert _fill(_compile(template), tokens, n) == _render(_parse(template), tokens, n)
+
+
+@pytest.mark.parametrize("templates", [*TEMPLATE_SETS, ["{f}{l}", "{l}{f}", "{first}{n}"]])
+@pytest.mark.parametrize("max_n", [0, 1, 2, 5])
+def test_name_candidates_resume_where_asked(templates: list[str], max_n: int) -> None:
+    compiled = tuple(_compile(template) for template in templates)
+    tokens = _Tokens("ann", "lee", "e7")
+    every = list(_name_candidates(tokens, compiled, max_n))
+    for start in range(len(every) + 2):
+        assert list(_name_candidates(tokens, compiled, max_n, start)) == every[start:]
+    value, given = _first_name_candidate(tokens, compiled, max_n)
+    first_usable = [v for v in every if v is not None][:1] or [None]
+    assert value == first_usable[0]
+    if value is not None:
+        assert every[given - 1] == value and value not in every[: given - 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x2100), max_size=20))
+def test_plain_name_pattern_only_matches_names_the_filter_keeps_whole(text: str) -> None:
+    if _PLAIN_NAME.fullmatch(text) is not None:
+        assert all(_is_name_character(char) for char in text)
+
+
+def test_plain_name_pattern_covers_the_usual_letters() -> None:
+    assert _PLAIN_NAME.fullmatch("Müller-Lüdenscheidt O'Brien Jr. Nguyễn Παπαδόπουλος Ольга")
+    assert not _PLAIN_NAME.fullmatch("Ann 😀")
+    assert not _PLAIN_NAME.fullmatch("Ann\u00a9")  # ©: a symbol, dropped by the filter
+
+
+@pytest.mark.parametrize("language", sorted(_LOCALE_TABLES))
+def test_locale_translations_are_the_tables(language: str) -> None:
+    table = _LOCALE_TABLES[language]
+    text = "".join(table) + " Ann Œ Ÿ ÿ"
+    assert text.translate(_LOCALE_TRANSLATIONS[language]) == "".join(
+        table.get(char, char) for char in text
+    )
