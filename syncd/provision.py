@@ -287,33 +287,46 @@ class Provisioner:
         Each person comes with the local part already issued to them by an earlier cycle (a
         retry keeps its address), or None.
 
-        Pipelined: while one batch is on the wire (a worker thread does that batch's HTTP: the
-        bulk call and any lookups it needs), the next is allocated and journaled here, then the
-        answer is recorded. The journal rule holds for every batch: its intents are committed
-        before it is sent. The database is only ever used from this thread.
+        Pipelined: while batch N is on the wire (a worker thread does its HTTP: the bulk call and
+        any lookups the answer calls for), batch N+1 gets its addresses and, in one transaction,
+        is journaled together with the outcomes of batch N-1. So every batch's intents are
+        committed before it is sent, an answer is recorded one batch later (a crash in between
+        leaves intents, resolved by lookup as always), and there is one commit per batch. The
+        database is only ever used from this thread.
         """
         if not total:
             return
         queue = _Queue((_Item(person, local_part) for person, local_part in todo), total)
         started = last_progress = time.monotonic()
         flight: tuple[list[_Item], Future[_Answer]] | None = None
+        answered: tuple[list[_Item], _Answer] | None = None  # not recorded yet
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncd-bulk") as wire:
             while True:
-                # A batch already journaled is always sent, even after a stop request: it
-                # must not be left behind as intents.
-                batch = [] if self._stop_requested() else self._prepare(queue)
+                # A batch already journaled is always sent and recorded, even after a stop
+                # request: it must not be left behind as intents.
+                batch = [] if self._stop_requested() else self._allocate_next(queue)
+                if batch or answered:
+                    with self.state.transaction():
+                        if answered is not None:
+                            queue.push_front(self._handle(*answered))
+                            answered = None
+                        if batch:
+                            self._write_intents(batch, secrets.token_hex(6))
+                    if batch:
+                        crashpoint("after_intents")
                 if flight is not None:
-                    sent, answer = flight
+                    sent, future = flight
                     flight = None
-                    again = self._handle(sent, answer.result())
-                    if again is None:  # the batch was too large: both go again, smaller
+                    answer = future.result()
+                    if answer.too_large is not None:  # nothing created: both go again, smaller
+                        self._shrink(sent, answer.too_large)
                         queue.push_front(sent + batch)
                         continue
-                    queue.push_front(again)
+                    answered = (sent, answer)
                 if batch:
                     context = contextvars.copy_context()  # log lines keep the cycle id
                     flight = (batch, wire.submit(context.run, self._wire, batch))
-                elif flight is None and (queue.empty() or self._stop_requested()):
+                elif answered is None and (queue.empty() or self._stop_requested()):
                     break
                 self._heartbeat()
                 done = total - queue.left
@@ -326,13 +339,11 @@ class Provisioner:
             self.stopped = True
             event(log, "cycle.stopping", reason="stop requested", left=queue.left)
 
-    def _prepare(self, queue: _Queue) -> list[_Item]:
-        """The next batch with addresses, journaled as intents; empty when nothing is left."""
+    def _allocate_next(self, queue: _Queue) -> list[_Item]:
+        """The next batch, every item with an address; empty when nothing is left."""
         while not queue.empty():
             batch = self._allocate(queue.take(self.batch_size))
             if batch:
-                self._write_intents(batch, secrets.token_hex(6))
-                crashpoint("after_intents")
                 return batch
         return []
 
@@ -414,44 +425,45 @@ class Provisioner:
         return {address[: -len(suffix)] for address in taken}
 
     def _write_intents(self, batch: list[_Item], batch_id: str) -> None:
+        """Journal a batch as intents, addresses issued (inside a transaction)."""
+        conn = self.state.conn
         stamp = iso(self.now)
         rows = [(self._address(i.local_part or ""), i.person.anchor, stamp) for i in batch]
-        with self.state.transaction() as conn:
-            # An address issued again (its holder left more than reserve_days ago) keeps its
-            # earlier holder in address_history, for `syncd addresses`.
-            conn.executemany(
-                "INSERT INTO address_history (address, anchor, issued_at, released_at) "
-                "SELECT address, anchor, issued_at, ? FROM addresses "
-                "WHERE address = ? AND anchor IS NOT NULL AND anchor != ?",
-                [(stamp, address, anchor) for address, anchor, _ in rows],
-            )
-            conn.executemany(
-                "INSERT INTO addresses (address, anchor, status, issued_at) "
-                "VALUES (?, ?, 'issued', ?) ON CONFLICT(address) DO UPDATE SET "
-                "anchor = excluded.anchor, status = 'issued', issued_at = excluded.issued_at "
-                "WHERE addresses.anchor IS NOT excluded.anchor",
-                rows,
-            )
-            conn.executemany(
-                "INSERT INTO mailboxes (anchor, state, local_part, domain, first_name, "
-                "last_name, batch_id, updated_at) VALUES (?, 'intent', ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(anchor) DO UPDATE SET state = 'intent', "
-                "local_part = excluded.local_part, first_name = excluded.first_name, "
-                "last_name = excluded.last_name, batch_id = excluded.batch_id, "
-                "updated_at = excluded.updated_at",
-                [
-                    (
-                        i.person.anchor,
-                        i.local_part,
-                        self.domain,
-                        i.person.first_name,
-                        i.person.last_name,
-                        batch_id,
-                        stamp,
-                    )
-                    for i in batch
-                ],
-            )
+        # An address issued again (its holder left more than reserve_days ago) keeps its
+        # earlier holder in address_history, for `syncd addresses`.
+        conn.executemany(
+            "INSERT INTO address_history (address, anchor, issued_at, released_at) "
+            "SELECT address, anchor, issued_at, ? FROM addresses "
+            "WHERE address = ? AND anchor IS NOT NULL AND anchor != ?",
+            [(stamp, address, anchor) for address, anchor, _ in rows],
+        )
+        conn.executemany(
+            "INSERT INTO addresses (address, anchor, status, issued_at) "
+            "VALUES (?, ?, 'issued', ?) ON CONFLICT(address) DO UPDATE SET "
+            "anchor = excluded.anchor, status = 'issued', issued_at = excluded.issued_at "
+            "WHERE addresses.anchor IS NOT excluded.anchor",
+            rows,
+        )
+        conn.executemany(
+            "INSERT INTO mailboxes (anchor, state, local_part, domain, first_name, "
+            "last_name, batch_id, updated_at) VALUES (?, 'intent', ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(anchor) DO UPDATE SET state = 'intent', "
+            "local_part = excluded.local_part, first_name = excluded.first_name, "
+            "last_name = excluded.last_name, batch_id = excluded.batch_id, "
+            "updated_at = excluded.updated_at",
+            [
+                (
+                    i.person.anchor,
+                    i.local_part,
+                    self.domain,
+                    i.person.first_name,
+                    i.person.last_name,
+                    batch_id,
+                    stamp,
+                )
+                for i in batch
+            ],
+        )
 
     def _wire(self, batch: list[_Item]) -> _Answer:
         """Send one journaled batch and make the lookups its answer calls for (worker thread).
@@ -481,26 +493,26 @@ class Provisioner:
         }
         return _Answer(result=result, lookups=lookups)
 
-    def _handle(self, batch: list[_Item], answer: _Answer) -> list[_Item] | None:
-        """Record one batch's answer; the items to send again, or None if it was too large."""
-        if answer.too_large is not None:
-            if len(batch) == 1:
-                raise HybridboxUnavailable(
-                    "Hybridbox refuses even a single-item bulk request as too large"
-                ) from None
-            # Halve rather than jump to a limit the server may state: the documented API
-            # promises no such field, and halving converges in a few requests either way.
-            self.batch_size = max(1, len(batch) // 2)
-            event(
-                log,
-                "batch.shrunk",
-                30,
-                batch_size=self.batch_size,
-                was=len(batch),
-                reason=str(answer.too_large),
-                note="kept for the rest of this cycle",
-            )
-            return None
+    def _shrink(self, batch: list[_Item], too_large: BatchTooLarge) -> None:
+        if len(batch) == 1:
+            raise HybridboxUnavailable(
+                "Hybridbox refuses even a single-item bulk request as too large"
+            ) from None
+        # Halve rather than jump to a limit the server may state: the documented API promises
+        # no such field, and halving converges in a few requests either way.
+        self.batch_size = max(1, len(batch) // 2)
+        event(
+            log,
+            "batch.shrunk",
+            30,
+            batch_size=self.batch_size,
+            was=len(batch),
+            reason=str(too_large),
+            note="kept for the rest of this cycle",
+        )
+
+    def _handle(self, batch: list[_Item], answer: _Answer) -> list[_Item]:
+        """Record one batch's answer (inside a transaction); the items to send again."""
         if answer.unknown is not None:
             event(
                 log,
@@ -509,11 +521,11 @@ class Provisioner:
                 items=len(batch),
                 reason=str(answer.unknown),
             )
-            again: list[_Item] = []
-            with self.state.transaction():
-                for index, item in enumerate(batch):
-                    if self._settle(item, answer.lookups.get(index), origin="lookup"):
-                        again.append(item)
+            again = [
+                item
+                for index, item in enumerate(batch)
+                if self._settle(item, answer.lookups.get(index), origin="lookup")
+            ]
             return self._limit_resends(again)
         assert answer.result is not None
         return self._record(batch, answer.result, answer.lookups)
@@ -529,35 +541,37 @@ class Provisioner:
     def _record(
         self, batch: list[_Item], result: BulkResult, lookups: dict[int, Mailbox | None]
     ) -> list[_Item]:
-        # The lookups were made by _wire: no network I/O while the database is locked.
+        """Record a bulk answer (inside a transaction); the items to send again.
+
+        The lookups were made by _wire: no network I/O while the database is locked.
+        """
         again: list[_Item] = []
         done = [(batch[c.index], c.mailbox) for c in result.created if 0 <= c.index < len(batch)]
         halfway = max(1, len(batch) // 2)
-        with self.state.transaction():
-            self._mark_many_created(done[:halfway])
-            if len(done) >= halfway:
-                crashpoint("mid_batch")
-            self._mark_many_created(done[halfway:])
-            for failure in result.failed:
-                if not 0 <= failure.index < len(batch):
-                    continue
-                item = batch[failure.index]
-                if failure.kind is ItemKind.TAKEN:
-                    if self._settle(item, lookups.get(failure.index), origin="taken"):
-                        item.excluded |= {item.local_part or ""}
-                        again.append(item)
-                else:
-                    self._fail(
-                        item,
-                        failure.code,
-                        failure.message,
-                        permanent=failure.kind is ItemKind.INVALID,
-                    )
-            for index in result.unknown:
-                if 0 <= index < len(batch) and self._settle(
-                    batch[index], lookups.get(index), origin="lookup"
-                ):
-                    again.append(batch[index])
+        self._mark_many_created(done[:halfway])
+        if len(done) >= halfway:
+            crashpoint("mid_batch")
+        self._mark_many_created(done[halfway:])
+        for failure in result.failed:
+            if not 0 <= failure.index < len(batch):
+                continue
+            item = batch[failure.index]
+            if failure.kind is ItemKind.TAKEN:
+                if self._settle(item, lookups.get(failure.index), origin="taken"):
+                    item.excluded |= {item.local_part or ""}
+                    again.append(item)
+            else:
+                self._fail(
+                    item,
+                    failure.code,
+                    failure.message,
+                    permanent=failure.kind is ItemKind.INVALID,
+                )
+        for index in result.unknown:
+            if 0 <= index < len(batch) and self._settle(
+                batch[index], lookups.get(index), origin="lookup"
+            ):
+                again.append(batch[index])
         return self._limit_resends(again)
 
     # ------------------------------------------------------------------ recording
