@@ -27,11 +27,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from syncd.errors import LockHeld, StateError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 MIGRATIONS: list[str] = [
     # 1: the initial schema
@@ -211,7 +212,6 @@ class State:
         except sqlite3.Error as exc:
             raise StateError(f"cannot open state database {path}: {exc}") from None
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         if not read_only:
             self._migrate()
         elif self.schema_version() > len(MIGRATIONS):
@@ -249,6 +249,14 @@ class State:
 
     def close(self) -> None:
         self.conn.close()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The same connection through sqlite-utils, for inspection (``syncd`` itself and its
+        hot paths use plain SQL: importing sqlite-utils alone costs a cron run ~30 ms)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()
