@@ -650,8 +650,9 @@ class CandidateSource:
     Gives exactly the sequence ``candidates(person, config, preferred=...)`` gives, but people
     whose names give the same tokens (the many Anna Müllers of a large company) share one lazily
     built list of rendered name-template candidates, and each distinct name is transliterated and
-    checked for fallback scripts once. Holds memory proportional to the distinct names seen in the
-    cycle: make one per cycle.
+    checked for fallback scripts once. Both caches start over when they reach
+    ``_NAME_CACHE_MAX`` entries (a name seen again then costs its work once more, nothing else):
+    the memory stays bounded however large the population. Make one per cycle.
     """
 
     def __init__(self, config: AddressesConfig, max_n: int = 99) -> None:
@@ -677,10 +678,11 @@ class CandidateSource:
     ) -> Iterator[str]:
         """The person's candidates, as ``candidates()`` gives them.
 
-        ``taken``: local parts that stay taken for as long as this source is used (it may grow,
-        never shrink). Name candidates in it are not given, and leading ones are skipped for
-        everyone with the same name from then on; the preferred and fallback candidates are
-        given regardless (callers check every candidate anyway).
+        ``taken``: local parts known to stay taken for as long as this source is used (a cache:
+        it may grow, or be emptied, but what was in it stays taken). Name candidates in it are
+        not given, and leading ones are skipped for everyone with the same name from then on;
+        the preferred and fallback candidates are given regardless (callers check every
+        candidate anyway).
         """
         first = _preferred(preferred) if preferred is not None else None
         if first is not None:
@@ -702,6 +704,8 @@ class CandidateSource:
                 key = (first_token, last_token)
             shared = self._shared.get(key)
             if shared is None:
+                if len(self._shared) >= _NAME_CACHE_MAX:
+                    self._shared.clear()  # a bound on memory (1M people: ~1M name pairs)
                 # Without {anchor} in the templates, its token is never read for these.
                 shared = _SharedCandidates(_Tokens(first_token, last_token, anchor or ""))
                 self._shared[key] = shared

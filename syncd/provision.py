@@ -64,6 +64,8 @@ MAX_RESENDS = 3
 PROGRESS_EVERY_S = 5.0
 # At most this many address candidates per person are checked in one query while allocating.
 ALLOCATE_LOOKAHEAD_MAX = 16
+# Local parts remembered as taken within a cycle before the memory starts over.
+KNOWN_TAKEN_MAX = 100_000
 
 
 def crashpoint(name: str) -> None:
@@ -404,6 +406,10 @@ class Provisioner:
                 else:
                     waiting.append((item, candidates))
         known_taken |= in_batch
+        if len(known_taken) > KNOWN_TAKEN_MAX:
+            # Only a shortcut: everything in it is in the state too (committed with the
+            # intents), where the query above finds it. Bounded, a 1M first run stays small.
+            known_taken.clear()
         return [item for item in batch if item.local_part is not None]
 
     def _candidates_of(self, item: _Item) -> Iterator[str]:
