@@ -642,6 +642,9 @@ class _SharedCandidates:
 # Distinct names a CandidateSource remembers the token of: a bound on its memory that the first
 # and last names of a large company stay well within (it starts over when full).
 _NAME_CACHE_MAX = 65536
+# Name pairs whose rendered candidates are shared (~1.5 KB each): the common pairs, where
+# clashes happen, come back soon after a start-over; a 1M-people cycle has ~1M pairs.
+_SHARED_CACHE_MAX = 8192
 
 
 class CandidateSource:
@@ -650,8 +653,8 @@ class CandidateSource:
     Gives exactly the sequence ``candidates(person, config, preferred=...)`` gives, but people
     whose names give the same tokens (the many Anna Müllers of a large company) share one lazily
     built list of rendered name-template candidates, and each distinct name is transliterated and
-    checked for fallback scripts once. Both caches start over when they reach
-    ``_NAME_CACHE_MAX`` entries (a name seen again then costs its work once more, nothing else):
+    checked for fallback scripts once. Both caches start over when full (``_NAME_CACHE_MAX``,
+    ``_SHARED_CACHE_MAX`` entries) (a name seen again then costs its work once more, nothing else):
     the memory stays bounded however large the population. Make one per cycle.
     """
 
@@ -704,7 +707,7 @@ class CandidateSource:
                 key = (first_token, last_token)
             shared = self._shared.get(key)
             if shared is None:
-                if len(self._shared) >= _NAME_CACHE_MAX:
+                if len(self._shared) >= _SHARED_CACHE_MAX:
                     self._shared.clear()  # a bound on memory (1M people: ~1M name pairs)
                 # Without {anchor} in the templates, its token is never read for these.
                 shared = _SharedCandidates(_Tokens(first_token, last_token, anchor or ""))

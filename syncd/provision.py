@@ -3,9 +3,13 @@
 The protocol for every bulk call (the *intent journal*):
 
 1. choose an address for each person and write the batch to ``mailboxes`` as ``intent`` (and
-   the addresses as issued) in one transaction;
+   the addresses as issued), committed;
 2. send the bulk request;
-3. record every item's outcome in one transaction.
+3. record every item's outcome, committed.
+
+Batches are pipelined (see :meth:`Provisioner.create`): batch N is on the wire while batch N+1 is
+prepared, and one transaction records the outcomes of batch N-1 and journals batch N+1. The
+order per batch is unchanged: intents committed, then sent, then recorded.
 
 A crash between 1 and 3 leaves intents behind; the next cycle resolves each one by looking its
 address up on Hybridbox (:meth:`Provisioner.resolve_intents`) before anything new is sent. An
@@ -65,7 +69,7 @@ PROGRESS_EVERY_S = 5.0
 # At most this many address candidates per person are checked in one query while allocating.
 ALLOCATE_LOOKAHEAD_MAX = 16
 # Local parts remembered as taken within a cycle before the memory starts over.
-KNOWN_TAKEN_MAX = 100_000
+KNOWN_TAKEN_MAX = 50_000
 
 
 def crashpoint(name: str) -> None:
