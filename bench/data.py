@@ -23,7 +23,17 @@ from pathlib import Path
 from tests.support.sample_data import NAMES, SAMPLE_MIX
 from tests.support.slapd import PEOPLE_DN, ldif_entry
 
-CSV_COLUMNS = ("employee_id", "first_name", "last_name", "email", "start_date", "status")
+# What a real HR system's export carries (Workday, Personio, BambooHR reports look like this):
+# the six columns syncd reads, and the usual others, which it must skip at no cost.
+CSV_COLUMNS = (
+    "employee_id", "first_name", "last_name", "email", "start_date", "status",
+    "department", "job_title", "manager_id", "location", "cost_center", "employment_type",
+    "work_phone",
+)  # fmt: skip
+_DEPARTMENTS = ("Engineering", "Sales", "Customer Success", "Finance", "People", "Operations")
+_TITLES = ("Specialist", "Senior Specialist", "Team Lead", "Manager", "Analyst", "Associate")
+_LOCATIONS = ("Berlin", "Paris", "Stockholm", "Madrid", "Warsaw", "Istanbul", "Remote")
+_TYPES = ("full_time", "full_time", "full_time", "part_time", "contractor")
 
 # Non-Latin names: transliterated (Cyrillic, Greek) or sent to the fallback template (Han).
 _OTHER_SCRIPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -81,9 +91,13 @@ def write_csv(path: Path, rows: Iterator[BenchPerson]) -> int:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for person in rows:
+            n = person.number
             writer.writerow(
                 (person.anchor, person.first_name, person.last_name, "",
-                 person.start_date.isoformat(), "active")
+                 person.start_date.isoformat(), "active",
+                 _DEPARTMENTS[n % len(_DEPARTMENTS)], _TITLES[n * 7 % len(_TITLES)],
+                 f"E{max(1, n // 8):07d}", _LOCATIONS[n * 3 % len(_LOCATIONS)],
+                 f"CC-{4000 + n % 120}", _TYPES[n % len(_TYPES)], f"+49 30 {n % 10_000_000:07d}")
             )  # fmt: skip
             count += 1
     return count

@@ -30,6 +30,7 @@ The machine is shared and noisy: read the ratios, not the absolute times.
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import json
 import math
@@ -561,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     scenarios = selected(chosen)
 
+    # An installed syncd runs from bytecode (pip and Debian's packaging compile it); an editable
+    # checkout where PYTHONDONTWRITEBYTECODE is set would compile every module on every start.
+    compileall.compile_dir(REPO / "syncd", quiet=1)
     work = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     try:
         results = bench(work, args.people, scenarios, args.repeat, args.seed)

@@ -18,12 +18,13 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 from syncd.config import Config
-from syncd.engine import new_cycle_id, stage_source
+from syncd.engine import new_cycle_id
 from syncd.hybridbox import Mailbox
 from syncd.logs import cycle_context, event, get_logger
 from syncd.model import ReadReport
 from syncd.provision import connect
 from syncd.source import open_source
+from syncd.stage import stage_source
 from syncd.state import State, StateLock, iso, utcnow
 
 log = get_logger("syncd.adopt")
@@ -73,7 +74,7 @@ def _adopt(config: Config, dry_run: bool) -> AdoptReport:
     report = AdoptReport(dry_run=dry_run)
     try:
         read = ReadReport()
-        stage_source(state, open_source(config), read, None)
+        stage_source(state, open_source(config), read, use_blocks=False)
         existing: dict[str, Mailbox] = {}
         for mailbox in client.list_mailboxes(domain):
             existing[mailbox.primary_email.lower()] = mailbox

@@ -1,9 +1,10 @@
 """One sync cycle: read → stage → plan → guard → record → apply → report.
 
-The engine is the only module that knows the order of things. It streams the source into a
-temporary SQLite table (so duplicate anchors are found, and the population is never held in a
-Python list), joins that with the state to find the few people the planner has to look at, asks
-the pure planner what to do, checks the guards, and hands the creates to :mod:`syncd.provision`.
+The engine is the only module that knows the order of things. It has the source read by
+:mod:`syncd.stage` (which stages the new and changed people in a temporary SQLite table and
+recognises the unchanged rest in blocks, so the population is never held in a Python list),
+joins the staged people with the state to find the few the planner has to look at, asks the
+pure planner what to do, checks the guards, and hands the creates to :mod:`syncd.provision`.
 
 A cycle either raises a :class:`syncd.errors.SyncdError` (the CLI turns it into an exit code) or
 returns a :class:`CycleResult`. Every cycle that got as far as opening the state is recorded in
@@ -37,12 +38,12 @@ from syncd.plan import (
     plan,
     plan_person,
 )
-from syncd.source import Source, open_source
-from syncd.state import State, StateLock, iso, parse_iso, utcnow
+from syncd.source import open_source
+from syncd.stage import STAGE_CHUNK, Staged, record_read, stage_source
+from syncd.state import State, StateLock, parse_iso, utcnow
 
 log = get_logger("syncd.engine")
 
-STAGE_CHUNK = 2000
 # Test-only: a fixed "today" (YYYY-MM-DD) for start-date tests across days.
 TODAY_ENV = "SYNCD_TODAY"
 
@@ -92,124 +93,84 @@ def today_for(options: CycleOptions, now: datetime) -> date:
     return now.date()
 
 
-# ---------------------------------------------------------------------------------- staging
-
-
-def stage_source(
-    state: State, source: Source, report: ReadReport, heartbeat: Callable[[], None] | None
-) -> None:
-    """Stream the source into ``temp.seen``; reject later records with an anchor already seen.
-
-    Records are appended, in read order, to a plain table (cheap: no index to keep up while
-    reading), then copied once in anchor order into ``temp.seen``, clustered by anchor like
-    ``people`` and ``mailboxes``: the joins of the cycle then walk all three in the same order
-    instead of jumping around (directory anchors such as entryUUID come in random order).
-    ``seq`` keeps the read order, which is the order creates are sent in.
-    """
-    conn = state.conn
-    conn.execute("DROP TABLE IF EXISTS temp.staged")
-    conn.execute("DROP TABLE IF EXISTS temp.seen")
-    conn.execute(
-        "CREATE TEMP TABLE staged (anchor TEXT, first_name TEXT, last_name TEXT, email TEXT, "
-        "start_date TEXT, disabled INTEGER, digest TEXT, origin TEXT)"
-    )
-    conn.execute(
-        "CREATE TEMP TABLE seen (anchor TEXT PRIMARY KEY, first_name TEXT, last_name TEXT, "
-        "email TEXT, start_date TEXT, disabled INTEGER, digest TEXT, origin TEXT, "
-        "seq INTEGER NOT NULL) WITHOUT ROWID"
-    )
-    insert = "INSERT INTO temp.staged VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    rows: list[tuple[object, ...]] = []
-    conn.execute("BEGIN")
-    try:
-        for person in source.read(report):
-            start_date = person.start_date
-            rows.append(
-                (
-                    person.anchor,
-                    person.first_name,
-                    person.last_name,
-                    person.email,
-                    start_date.isoformat() if start_date else None,
-                    person.disabled,
-                    person.digest,
-                    person.origin,
-                )
-            )
-            if len(rows) >= STAGE_CHUNK:
-                conn.executemany(insert, rows)
-                rows.clear()
-                if heartbeat is not None:
-                    heartbeat()
-        conn.executemany(insert, rows)
-        # The first record of an anchor wins (ORDER BY anchor, rowid + OR IGNORE).
-        conn.execute(
-            "INSERT OR IGNORE INTO temp.seen SELECT *, rowid FROM temp.staged "
-            "ORDER BY anchor, rowid"
-        )
-        _reject_duplicates(conn, report)
-        conn.execute("DROP TABLE temp.staged")
-    finally:
-        conn.execute("COMMIT")
-
-
-def _reject_duplicates(conn: sqlite3.Connection, report: ReadReport) -> None:
-    staged = conn.execute("SELECT max(rowid) FROM temp.staged").fetchone()[0] or 0
-    seen = conn.execute("SELECT count(*) FROM temp.seen").fetchone()[0]
-    if staged == seen:  # rowids are 1..n in a table that is only appended to
-        return
-    duplicates = conn.execute(
-        "SELECT d.anchor, d.origin, s.origin FROM temp.staged d "
-        "JOIN temp.seen s ON s.anchor = d.anchor WHERE d.rowid != s.seq ORDER BY d.rowid"
-    )
-    for anchor, origin, first_origin in duplicates:
-        reject_duplicate(report, anchor, origin, first_origin)
-
-
-def reject_duplicate(report: ReadReport, anchor: str, origin: str, first_origin: str) -> None:
-    report.rejected += 1
-    event(
-        log,
-        "record.rejected",
-        30,
-        where=origin or None,
-        anchor=anchor,
-        field="anchor",
-        reason=f"duplicate anchor, already used by the record at {first_origin or '?'}",
-    )
-
-
-def staged_count(state: State) -> int:
-    return int(state.scalar("SELECT count(*) FROM temp.seen") or 0)
-
-
 # ---------------------------------------------------------------------------------- planning
 
 _COLUMNS = """s.anchor, s.first_name, s.last_name, s.email, s.start_date, s.disabled, s.digest,
        s.origin, p.digest AS known_digest, m.state, m.local_part, m.mailbox_id,
        m.first_name AS mailbox_first, m.last_name AS mailbox_last, m.attempts,
-       m.next_attempt_at, m.failed_digest"""
-_JOINS = """LEFT JOIN people p ON p.anchor = s.anchor
-LEFT JOIN mailboxes m ON m.anchor = s.anchor"""
+       m.next_attempt_at, m.failed_digest, s.seq"""
 
-_CANDIDATES_SQL = f"""
+# The people the planner must look at: (1) the staged ones that are new, changed, or without a
+# settled mailbox; (2) the unchanged ones (in unchanged blocks) that are ``open``: whose mailbox
+# is not settled (scheduled, failed, quarantined, never created) or awaits a rename. Everyone
+# else (the steady-state majority) is provably a no-op for the planner, so a 100k-person cycle
+# where nothing changed looks at almost nobody.
+_STAGED_CANDIDATES = f"""
 SELECT {_COLUMNS}
 FROM temp.seen s
-{_JOINS}
+LEFT JOIN people p ON p.anchor = s.anchor
+LEFT JOIN mailboxes m ON m.anchor = s.anchor
 WHERE p.anchor IS NULL OR p.digest != s.digest OR m.anchor IS NULL
    OR m.state NOT IN ('created', 'adopted')
    OR m.first_name IS NOT s.first_name OR m.last_name IS NOT s.last_name
-ORDER BY s.seq
+"""
+_UNCHANGED_CANDIDATES = """
+SELECT p.anchor, p.first_name, p.last_name, p.email, p.start_date, p.disabled, p.digest,
+       '' AS origin, p.digest AS known_digest, m.state, m.local_part, m.mailbox_id,
+       m.first_name AS mailbox_first, m.last_name AS mailbox_last, m.attempts,
+       m.next_attempt_at, m.failed_digest, b.first_pos AS seq
+FROM temp.matched b
+JOIN people p ON p.block = b.id{open}
+LEFT JOIN mailboxes m ON m.anchor = p.anchor
+WHERE p.anchor NOT IN (SELECT anchor FROM temp.seen)
 """
 
+# Open: what the planner decides about this person can change without their record changing
+# (see plan.plan_person): no settled mailbox and not disabled, or a rename still to make.
+_OPEN_SQL = """
+UPDATE people SET open = x.open FROM (
+    SELECT p.anchor, CASE
+        WHEN m.state IN ('created', 'adopted') THEN (:rename AND (
+            m.first_name IS NOT p.first_name OR m.last_name IS NOT p.last_name))
+        WHEN p.disabled THEN 0 ELSE 1 END AS open
+    FROM people p LEFT JOIN mailboxes m ON m.anchor = p.anchor
+    WHERE {scope}
+) x WHERE people.anchor = x.anchor AND people.open IS NOT x.open
+"""
+_OPEN_POLICY_KEY = "open_policy"
 
-def _candidates(state: State) -> Iterator[tuple[Person, Known | None]]:
-    """People the planner must look at: new, changed, or without a settled mailbox.
 
-    Everyone else (the steady-state majority) is provably a no-op for the planner, so this
-    filter lets a 100k-person cycle where nothing changed look at almost nobody.
-    """
-    for row in state.conn.execute(_CANDIDATES_SQL):
+def _open_policy(policy: Policy) -> str:
+    return "rename" if policy.update_names else "keep"
+
+
+def _candidates_sql(state: State, policy: Policy) -> str:
+    """The candidates query, in read order. Every unchanged person is looked at when the
+    ``open`` flags were computed under another policy (only in ``syncd plan``: ``apply``
+    recomputes them first); an older state (``syncd plan`` does not migrate) has no blocks."""
+    if not state.current:
+        return _STAGED_CANDIDATES + "ORDER BY seq"
+    trusted = state.get_meta(_OPEN_POLICY_KEY) == _open_policy(policy)
+    unchanged = _UNCHANGED_CANDIDATES.format(open=" AND p.open = 1" if trusted else "")
+    return f"{_STAGED_CANDIDATES} UNION ALL {unchanged} ORDER BY seq"
+
+
+def refresh_open(state: State, policy: Policy, *, everyone: bool = False) -> None:
+    """Recompute ``people.open`` for the people this cycle looked at (or for everyone)."""
+    scope = (
+        "1"
+        if everyone
+        else "p.anchor IN (SELECT anchor FROM temp.seen) "
+        "OR (p.open = 1 AND p.block IN (SELECT id FROM temp.matched))"
+    )
+    with state.transaction() as conn:
+        conn.execute(_OPEN_SQL.format(scope=scope), {"rename": int(policy.update_names)})
+        if everyone:
+            state.set_meta(_OPEN_POLICY_KEY, _open_policy(policy))
+
+
+def _candidates(state: State, policy: Policy) -> Iterator[tuple[Person, Known | None]]:
+    for row in state.conn.execute(_candidates_sql(state, policy)):
         yield _person_from_row(row), _known_from_row(row)
 
 
@@ -259,7 +220,7 @@ def _plan_and_queue(state: State, policy: Policy, today: date, now: datetime) ->
     insert = "INSERT INTO temp.todo VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     result = Plan(keep=False)
     queued: list[tuple[object, ...]] = []
-    for row in state.conn.execute(_CANDIDATES_SQL):
+    for row in state.conn.execute(_candidates_sql(state, policy)):
         known = _known_from_row(row)
         action = plan_person(_person_from_row(row), known, policy, today, now)
         if action is None:
@@ -293,55 +254,6 @@ def queued_creates(state: State) -> Iterator[tuple[Person, str | None]]:
             yield _person_from_row(row), row["local_part"]
 
 
-# ---------------------------------------------------------------------------------- recording
-
-
-def record_people(state: State, report: ReadReport, now: datetime) -> int:
-    """Store new and changed people; on a complete read, count who is missing. One transaction.
-
-    Returns how many people rows were written (changes only, never the whole population).
-    """
-    stamp = iso(now)
-    with state.transaction() as conn:
-        written = conn.execute(
-            "INSERT INTO people (anchor, first_name, last_name, email, start_date, disabled, "
-            "digest, first_seen, last_seen, missing_count) "
-            "SELECT s.anchor, s.first_name, s.last_name, s.email, s.start_date, s.disabled, "
-            "s.digest, :now, :now, 0 FROM temp.seen s LEFT JOIN people p ON p.anchor = s.anchor "
-            "WHERE p.anchor IS NULL OR p.digest != s.digest "
-            "ON CONFLICT(anchor) DO UPDATE SET first_name = excluded.first_name, "
-            "last_name = excluded.last_name, email = excluded.email, "
-            "start_date = excluded.start_date, disabled = excluded.disabled, "
-            "digest = excluded.digest, last_seen = excluded.last_seen, missing_count = 0",
-            {"now": stamp},
-        ).rowcount
-        written += conn.execute(
-            "UPDATE people SET missing_count = 0, last_seen = ? WHERE missing_count > 0 "
-            "AND anchor IN (SELECT anchor FROM temp.seen)",
-            (stamp,),
-        ).rowcount
-        if report.complete:
-            # A rejected record is broken in the source, not gone from it.
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS rejected (anchor TEXT PRIMARY KEY)")
-            conn.execute("DELETE FROM temp.rejected")
-            conn.executemany(
-                "INSERT OR IGNORE INTO temp.rejected VALUES (?)",
-                ((anchor,) for anchor in report.rejected_anchors),
-            )
-            last = state.last_complete_read()
-            previous = last.started_at if last else stamp
-            # missing_count 0 means: present in the last complete read, so that is when this
-            # person was last seen.
-            written += conn.execute(
-                "UPDATE people SET last_seen = CASE WHEN missing_count = 0 THEN ? "
-                "ELSE last_seen END, missing_count = missing_count + 1 "
-                "WHERE anchor NOT IN (SELECT anchor FROM temp.seen) "
-                "AND anchor NOT IN (SELECT anchor FROM temp.rejected)",
-                (previous,),
-            ).rowcount
-    return written
-
-
 # ---------------------------------------------------------------------------------- the cycle
 
 
@@ -372,24 +284,26 @@ def _plan_only(config: Config, options: CycleOptions, cycle_id: str) -> CycleRes
     try:
         source = open_source(config)
         report = ReadReport()
-        stage_source(state, source, report, options.heartbeat)
+        # A state from an older syncd is not migrated by a dry run: read it without blocks.
+        staged = stage_source(state, source, report, options.heartbeat, use_blocks=state.current)
         result = CycleResult(cycle_id, "plan", now, report, Plan())
-        result.plan = plan(
-            _candidates(state), Policy.from_config(config), today_for(options, now), now
+        policy = Policy.from_config(config)
+        result.plan = plan(_candidates(state, policy), policy, today_for(options, now), now)
+        result.counts = _plan_counts(staged, report, result.plan)
+        result.message = "; ".join(
+            _guard_reasons(config, state, staged, report, result.plan, options)
         )
-        result.counts = _plan_counts(state, report, result.plan)
-        result.message = "; ".join(_guard_reasons(config, state, report, result.plan, options))
         result.duration_s = time.monotonic() - started
         return result
     finally:
         state.close()
 
 
-def _plan_counts(state: State, report: ReadReport, the_plan: Plan) -> dict[str, int]:
+def _plan_counts(staged: Staged, report: ReadReport, the_plan: Plan) -> dict[str, int]:
     return {
         "read": report.read,
         "rejected": report.rejected,
-        "accepted": staged_count(state),
+        "accepted": staged.accepted,
         "new": the_plan.new_creates,
         "creates": the_plan.create_count,
         "retries": the_plan.retry_count,
@@ -402,17 +316,23 @@ def _plan_counts(state: State, report: ReadReport, the_plan: Plan) -> dict[str, 
 
 
 def _guard_reasons(
-    config: Config, state: State, report: ReadReport, the_plan: Plan, options: CycleOptions
+    config: Config,
+    state: State,
+    staged: Staged,
+    report: ReadReport,
+    the_plan: Plan,
+    options: CycleOptions,
 ) -> list[str]:
     last = state.last_complete_read() if state.path is not None else None
     safety = config.safety
     return check_guards(
         GuardInput(
-            accepted=staged_count(state),
+            accepted=staged.accepted,
             complete=report.complete,
             last_complete_accepted=last.accepted if last else None,
             new_creates=the_plan.new_creates,
-            provisioned=state.provisioned_count(),
+            # Only the percent guard on new creates reads it: no count when there are none.
+            provisioned=state.provisioned_count() if the_plan.new_creates else 0,
             min_source_people=safety.min_source_people,
             max_source_drop_percent=safety.max_source_drop_percent,
             max_creates_per_cycle=safety.max_creates_per_cycle,
@@ -439,25 +359,28 @@ def _apply(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
     try:
         provisioner = Provisioner(config, state, client, now, options)
         provisioner.resolve_intents()
-        stage_source(state, source, report, options.heartbeat)
+        staged = stage_source(state, source, report, options.heartbeat)
         if not report.complete:
             event(log, "source.incomplete", 30, reason=report.incomplete_reason)
         policy, today = Policy.from_config(config), today_for(options, now)
+        if state.get_meta(_OPEN_POLICY_KEY) != _open_policy(policy):
+            refresh_open(state, policy, everyone=True)  # first cycle, or update_names changed
         result.plan = _plan_and_queue(state, policy, today, now)
-        reasons = _guard_reasons(config, state, report, result.plan, options)
+        reasons = _guard_reasons(config, state, staged, report, result.plan, options)
         if not reasons and result.plan.create_count and not state.has_any_mailbox():
             reasons += provisioner.first_run_reasons()
         if reasons:
             raise GuardTripped("safety guard: nothing was applied: " + " | ".join(reasons))
-        record_people(state, report, now)
+        record_read(state, report, now)
         provisioner.create(
             queued_creates(state),
             result.plan.create_count + result.plan.retry_count,
         )
         provisioner.rename(result.plan.renames)
+        refresh_open(state, policy)
         result.totals = state.totals(config.sync.leaver_after_missing)
         result.counts = _final_counts(
-            state, report, result.plan, provisioner.counters, result.totals
+            staged, report, result.plan, provisioner.counters, result.totals
         )
         result.stopped_early = provisioner.stopped
         result.duration_s = time.monotonic() - started
@@ -497,7 +420,7 @@ _RUN_COUNT_COLUMNS = (
 
 
 def _final_counts(
-    state: State,
+    staged: Staged,
     report: ReadReport,
     the_plan: Plan,
     done: dict[str, int],
@@ -506,7 +429,7 @@ def _final_counts(
     return {
         "read": report.read,
         "rejected": report.rejected,
-        "accepted": staged_count(state),
+        "accepted": staged.accepted,
         "new": the_plan.new_creates,
         "created": done.get("created", 0),
         "adopted": done.get("adopted", 0),

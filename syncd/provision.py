@@ -204,6 +204,8 @@ class Provisioner:
         self.candidates = addresses.CandidateSource(config.addresses)
         # Local parts known taken in this cycle (issued by it, or found taken in the state).
         self._known_taken: set[str] = set()
+        # Addresses the state knows whose reservation ended (issuing one records its history).
+        self._reissued: set[str] = set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -426,13 +428,19 @@ class Provisioner:
     def _taken_local_parts(self, local_parts: Iterable[str]) -> set[str]:
         """Which of these local parts the state says may not be issued (in this domain)."""
         suffix = "@" + self.domain
-        taken = self.state.taken_addresses(
+        known = self.state.known_addresses(
             (local_part + suffix for local_part in local_parts),
             self.now,
             reserve_days=self.config.addresses.reserve_days,
             leaver_after_missing=self.config.sync.leaver_after_missing,
         )
-        return {address[: -len(suffix)] for address in taken}
+        taken: set[str] = set()
+        for address, is_taken in known.items():
+            if is_taken:
+                taken.add(address[: -len(suffix)])
+            else:
+                self._reissued.add(address)  # its reservation ended: history when issued
+        return taken
 
     def _write_intents(self, batch: list[_Item], batch_id: str) -> None:
         """Journal a batch as intents, addresses issued (inside a transaction)."""
@@ -440,13 +448,19 @@ class Provisioner:
         stamp = iso(self.now)
         rows = [(self._address(i.local_part or ""), i.person.anchor, stamp) for i in batch]
         # An address issued again (its holder left more than reserve_days ago) keeps its
-        # earlier holder in address_history, for `syncd addresses`.
-        conn.executemany(
-            "INSERT INTO address_history (address, anchor, issued_at, released_at) "
-            "SELECT address, anchor, issued_at, ? FROM addresses "
-            "WHERE address = ? AND anchor IS NOT NULL AND anchor != ?",
-            [(stamp, address, anchor) for address, anchor, _ in rows],
-        )
+        # earlier holder in address_history, for `syncd addresses`. Only the allocator's
+        # "known, reservation ended" addresses can be such; the rest are new or already ours.
+        again = [
+            (stamp, address, anchor) for address, anchor, _ in rows if address in self._reissued
+        ]
+        if again:
+            conn.executemany(
+                "INSERT INTO address_history (address, anchor, issued_at, released_at) "
+                "SELECT address, anchor, issued_at, ? FROM addresses "
+                "WHERE address = ? AND anchor IS NOT NULL AND anchor != ?",
+                again,
+            )
+            self._reissued.difference_update(address for _, address, _ in again)
         conn.executemany(
             "INSERT INTO addresses (address, anchor, status, issued_at) "
             "VALUES (?, ?, 'issued', ?) ON CONFLICT(address) DO UPDATE SET "

@@ -20,6 +20,7 @@ at any point leaves a state from which the next cycle is correct. Times are UTC 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -109,7 +110,26 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX address_history_address ON address_history(address);
     """,
+    # 3: the blocks of the last read (see syncd.stage) and who is in which; who needs the
+    # planner even when unchanged (``open``); the leaver candidates, indexed
+    """
+    CREATE TABLE blocks (
+        id INTEGER PRIMARY KEY,
+        head TEXT NOT NULL UNIQUE,
+        digest BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        rejects TEXT
+    );
+    ALTER TABLE people ADD COLUMN block INTEGER;
+    ALTER TABLE people ADD COLUMN open INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX people_block ON people(block);
+    CREATE INDEX people_open ON people(block) WHERE open = 1;
+    CREATE INDEX people_leaving ON people(anchor) WHERE disabled = 1 OR missing_count > 0;
+    """,
 ]
+
+# The condition of the people_leaving index, written out so that queries can use the index.
+_LEAVING = "(p.disabled = 1 OR p.missing_count > 0)"
 
 # Mailbox states that mean "this person has a mailbox".
 HAS_MAILBOX = ("created", "adopted")
@@ -125,6 +145,16 @@ def iso(moment: datetime) -> str:
 
 def parse_iso(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlock:
+    """A block of the last read (see :mod:`syncd.stage`)."""
+
+    id: int
+    digest: bytes
+    # Positions in the block of the records that were rejected.
+    rejects: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +252,11 @@ class State:
     def schema_version(self) -> int:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
+    @property
+    def current(self) -> bool:
+        """True when the schema is this syncd's (a read-only state may be older)."""
+        return self.schema_version() == len(MIGRATIONS)
+
     def _migrate(self) -> None:
         version = self.schema_version()
         if version > len(MIGRATIONS):
@@ -301,6 +336,16 @@ class State:
         ).fetchone()
         return None if row is None else LastRead(row["started_at"], int(row["accepted"] or 0))
 
+    def stored_blocks(self) -> dict[str, StoredBlock]:
+        """The blocks of the last read by head (one per ~64 people: small even at 1M)."""
+        blocks: dict[str, StoredBlock] = {}
+        for head, id_, digest, rejects in self.conn.execute(
+            "SELECT head, id, digest, rejects FROM blocks"
+        ):
+            positions = tuple(int(i) for i in rejects.split(",")) if rejects else ()
+            blocks[head] = StoredBlock(id_, bytes(digest), positions)
+        return blocks
+
     def recent_runs(self, limit: int = 10) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
 
@@ -348,21 +393,32 @@ class State:
         last seen more than ``reserve_days`` ago is free again (Hybridbox still has the final
         word: if the mailbox was not deleted there, the create reports it taken).
         """
-        wanted = list(addresses)
+        known = self.known_addresses(
+            addresses, now, reserve_days=reserve_days, leaver_after_missing=leaver_after_missing
+        )
+        return {address for address, taken in known.items() if taken}
+
+    def known_addresses(
+        self,
+        addresses: Iterable[str],
+        now: datetime,
+        *,
+        reserve_days: int | None = None,
+        leaver_after_missing: int = 3,
+    ) -> dict[str, bool]:
+        """The addresses of these that the state knows, each with whether it is taken (see
+        :meth:`taken_addresses`); one known but not taken is a reservation that ended."""
         cutoff = iso(now - timedelta(days=reserve_days)) if reserve_days is not None else ""
-        taken: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT a.address FROM addresses a LEFT JOIN people p ON p.anchor = a.anchor "
-                f"WHERE a.address IN ({marks}) AND NOT ("
-                f"  a.status = 'issued' AND p.anchor IS NOT NULL AND p.last_seen < ? "
-                f"  AND (p.disabled = 1 OR p.missing_count >= ?))",
-                (*chunk, cutoff, leaver_after_missing),
-            )
-            taken.update(row[0] for row in rows)
-        return taken
+        # One JSON parameter, not an IN list: a single statement text that SQLite compiles once
+        # per cycle, however many candidates a batch has.
+        rows = self.conn.execute(
+            "SELECT a.address, NOT (a.status = 'issued' AND p.anchor IS NOT NULL "
+            "AND p.last_seen < ? AND (p.disabled = 1 OR p.missing_count >= ?)) "
+            "FROM json_each(?) j CROSS JOIN addresses a ON a.address = j.value "
+            "LEFT JOIN people p ON p.anchor = a.anchor",
+            (cutoff, leaver_after_missing, json.dumps(list(addresses))),
+        )
+        return {address: bool(taken) for address, taken in rows}
 
     def address_history(self, address: str) -> list[sqlite3.Row]:
         """Every holder of an address (full, or a local part in any domain), oldest first."""
@@ -408,9 +464,10 @@ class State:
     def leaver_count(self, leaver_after_missing: int) -> int:
         return int(
             self.scalar(
-                "SELECT count(*) FROM people p JOIN mailboxes m USING (anchor) "
-                "WHERE m.state IN ('created', 'adopted') "
-                "AND (p.disabled = 1 OR p.missing_count >= ?)",
+                # From the (few) leaver candidates in their index, not from every mailbox.
+                "SELECT count(*) FROM people p CROSS JOIN mailboxes m ON m.anchor = p.anchor "
+                f"WHERE {_LEAVING} AND (p.disabled = 1 OR p.missing_count >= ?) "
+                "AND m.state IN ('created', 'adopted')",
                 (leaver_after_missing,),
             )
             or 0

@@ -46,7 +46,12 @@ def assert_exactly_once(site: Site) -> None:
 @pytest.mark.parametrize("point", ["after_intents", "after_send", "after_answer", "mid_batch"])
 def test_sigkill_at_each_crash_point_never_duplicates(site: Site, point: str) -> None:
     site.write_people(people(N))
-    crashed = site.syncd("apply", env={"SYNCD_TEST_CRASH_AT": point, "SYNCD_TEST_CRASH_COUNT": "2"})
+    # Batches are pipelined: the second batch is journaled while the first is on the wire, so
+    # only at the third journaling is the first batch sure to have reached Hybridbox.
+    count = "3" if point == "after_intents" else "2"
+    crashed = site.syncd(
+        "apply", env={"SYNCD_TEST_CRASH_AT": point, "SYNCD_TEST_CRASH_COUNT": count}
+    )
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     after_crash = len(site.emulator.mailboxes())
     # The first batch went through, maybe the second; with the pipeline (a batch is recorded

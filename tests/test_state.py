@@ -17,7 +17,9 @@ NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 def add_person(state: State, anchor: str, *, missing: int = 0, disabled: bool = False) -> None:
     state.conn.execute(
-        "INSERT INTO people VALUES (?, 'Ada', 'Lovelace', NULL, NULL, ?, 'd', ?, ?, ?)",
+        "INSERT INTO people (anchor, first_name, last_name, email, start_date, disabled, digest, "
+        "first_seen, last_seen, missing_count) "
+        "VALUES (?, 'Ada', 'Lovelace', NULL, NULL, ?, 'd', ?, ?, ?)",
         (anchor, int(disabled), iso(NOW), iso(NOW), missing),
     )
 

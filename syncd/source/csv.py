@@ -20,6 +20,7 @@ from collections.abc import Generator, Iterator
 from contextlib import closing
 from datetime import date, datetime
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from syncd.config import CsvSource, SyncConfig
 from syncd.errors import ConfigError, SourceDataError
 from syncd.logs import event, get_logger
 from syncd.model import Person, ReadReport
-from syncd.source import reject_record
+from syncd.source import KEY_SEPARATOR, Record, people_of, reject_record
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvRowReader
@@ -43,6 +44,8 @@ _LINE_ENDS = ("\n", "\r")
 _SPREADSHEET_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")
 # More header names than this are cut short in messages; the admin needs the gist, not 300 names.
 _HEADER_SHOWN = 30
+# Bump when ``person`` reads a key differently: records stored as unchanged are read again.
+_RECORD_FORMAT = 1
 
 
 class DateParser:
@@ -126,6 +129,9 @@ class CsvReader:
             ) from None
         # Excel and many HR tools write a UTF-8 BOM; utf-8-sig drops it and reads plain UTF-8 too.
         self.encoding = "utf-8-sig" if codec == "utf-8" else config.encoding
+        # Where each field sits in a record's key; set from the header by records().
+        self._key_width = 3
+        self._k_email = self._k_start = self._k_status = -1
 
     def describe(self) -> str:
         return f"csv {self.path}"
@@ -135,8 +141,32 @@ class CsvReader:
         with closing(self.read(ReadReport())) as people:
             return list(islice(people, limit))
 
+    def signature(self) -> str:
+        """What a record's key means: the columns it is made of and how they are read."""
+        columns = self.config.columns
+        return repr(
+            (
+                "csv",
+                _RECORD_FORMAT,
+                columns.anchor,
+                columns.first_name,
+                columns.last_name,
+                columns.email,
+                columns.start_date,
+                columns.status,
+                sorted(self.active_values),
+                self.parse_date.formats,
+            )
+        )
+
     def read(self, report: ReadReport) -> Generator[Person, None, None]:
-        """Yield one Person per valid row; fill ``report`` as the file is read.
+        """Yield one Person per valid row (``records`` then ``person``, for callers that want
+        people rather than records: ``syncd validate``, ``syncd adopt``, tests)."""
+        return people_of(self, report)
+
+    def records(self, report: ReadReport) -> Generator[Record, None, None]:
+        """Yield one record per data row, ``(anchor, key, line)``; fill ``report`` as the file is
+        read. The key joins the configured columns' raw values: equal keys, equal people.
 
         Raises SourceDataError (before yielding anything) when the file cannot be opened, is
         empty or lacks a configured column, and whenever bytes cannot be decoded.
@@ -169,28 +199,77 @@ class CsvReader:
                     f"{exc.strerror or exc}"
                 ) from None
 
+    def origin(self, record: Record) -> str:
+        return f"line {record[2]}"
+
+    def person(self, record: Record, report: ReadReport) -> Person | None:
+        """The person in one record, or None after a ``record.rejected`` line saying why."""
+        anchor, key, line = record
+        values = key.split(KEY_SEPARATOR)
+        columns = self.config.columns
+        if len(values) != self._key_width:
+            reason = "a value holds the control character U+001F"
+            self._reject(report, line, anchor, "*", reason)
+            return None
+        first = values[1].strip()
+        last = values[2].strip()
+        if not anchor or not first or not last:
+            if not anchor:
+                field = columns.anchor
+            elif not first:
+                field = columns.first_name
+            else:
+                field = columns.last_name
+            self._reject(report, line, anchor, field, "empty")
+            return None
+        start_date = None
+        if self._k_start >= 0:
+            text = values[self._k_start].strip()
+            if text:
+                start_date = self.parse_date(text)
+                if start_date is None:
+                    formats = ", ".join(self.parse_date.formats)
+                    reason = f"unparseable date {text!r} (sync.date_format: {formats})"
+                    self._reject(report, line, anchor, columns.start_date or "", reason)
+                    return None
+        email = (values[self._k_email].strip() or None) if self._k_email >= 0 else None
+        disabled = (
+            self._k_status >= 0
+            and values[self._k_status].strip().casefold() not in self.active_values
+        )
+        return Person(anchor, first, last, email, start_date, disabled, origin=f"line {line}")
+
     # ------------------------------------------------------------------------------- the rows
 
-    def _read_rows(self, rows: CsvRowReader, lines: _Lines, report: ReadReport) -> Iterator[Person]:
+    def _read_rows(self, rows: CsvRowReader, lines: _Lines, report: ReadReport) -> Iterator[Record]:
         header = self._read_header(rows, report)
         columns = self.config.columns
         width = len(header)
         i_anchor = header.index(columns.anchor)
-        i_first = header.index(columns.first_name)
-        i_last = header.index(columns.last_name)
-        i_email = header.index(columns.email) if columns.email else -1
-        i_start = header.index(columns.start_date) if columns.start_date else -1
-        i_status = header.index(columns.status) if columns.status else -1
-        parse_date = self.parse_date
-        active_values = self.active_values
+        # The key: anchor, first and last name, then the optional columns that are configured.
+        wanted = [i_anchor, header.index(columns.first_name), header.index(columns.last_name)]
+        self._k_email = self._k_start = self._k_status = -1
+        if columns.email:
+            self._k_email = len(wanted)
+            wanted.append(header.index(columns.email))
+        if columns.start_date:
+            self._k_start = len(wanted)
+            wanted.append(header.index(columns.start_date))
+        if columns.status:
+            self._k_status = len(wanted)
+            wanted.append(header.index(columns.status))
+        self._key_width = len(wanted)
+        key_of = itemgetter(*wanted)
+        join = KEY_SEPARATOR.join
         # rows.line_num counts the physical lines consumed so far, so a record starts on the line
         # after the previous record's last one (quoted fields may span lines).
         line_num = rows.line_num
 
         while True:
             try:
-                # A plain for loop is the fast path; the try around it only catches the rare
-                # malformed record, after which the parser resumes on the next line.
+                # A plain for loop is the fast path (a 100k export goes through it in a blink);
+                # the try around it only catches the rare malformed record, after which the
+                # parser resumes on the next line.
                 for row in rows:
                     start, line_num = line_num + 1, rows.line_num
                     if lines.eof:
@@ -200,42 +279,11 @@ class CsvReader:
                         if self._bad_width(report, row, start, header, i_anchor, lines):
                             return
                         continue
-
                     anchor = row[i_anchor].strip()
-                    first = row[i_first].strip()
-                    last = row[i_last].strip()
-                    if not anchor or not first or not last:
-                        if not anchor and not any(value.strip() for value in row):
-                            continue  # a row of empty cells, as spreadsheets leave at the end
-                        report.read += 1
-                        if not anchor:
-                            field = columns.anchor
-                        elif not first:
-                            field = columns.first_name
-                        else:
-                            field = columns.last_name
-                        self._reject(report, start, anchor, field, "empty")
-                        continue
+                    if not anchor and not any(value.strip() for value in row):
+                        continue  # a row of empty cells, as spreadsheets leave at the end
                     report.read += 1
-
-                    start_date = None
-                    if i_start >= 0:
-                        text = row[i_start].strip()
-                        if text:
-                            start_date = parse_date(text)
-                            if start_date is None:
-                                formats = ", ".join(parse_date.formats)
-                                reason = f"unparseable date {text!r} (sync.date_format: {formats})"
-                                field = columns.start_date or ""
-                                self._reject(report, start, anchor, field, reason)
-                                continue
-                    email = (row[i_email].strip() or None) if i_email >= 0 else None
-                    disabled = (
-                        i_status >= 0 and row[i_status].strip().casefold() not in active_values
-                    )
-                    yield Person(
-                        anchor, first, last, email, start_date, disabled, origin=f"line {start}"
-                    )
+                    yield anchor, join(key_of(row)), start
                 break
             except csv.Error as exc:
                 # A malformed record (e.g. a field over the size limit); the parser has consumed

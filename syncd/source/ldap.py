@@ -19,7 +19,7 @@ import logging
 import math
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +42,7 @@ from syncd.config import LdapSource, SyncConfig
 from syncd.errors import ConfigError, SourceUnavailable
 from syncd.logs import event, get_logger, register_secret
 from syncd.model import Person, ReadReport
-from syncd.source import _ad
+from syncd.source import KEY_SEPARATOR, Record, _ad, people_of
 from syncd.source._ldap_decode import use_lean_entries
 from syncd.source._ldap_entry import EntryMapper, check_base_dn, check_filter
 
@@ -51,6 +51,8 @@ log = get_logger("syncd.source.ldap")
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 _SCOPES = {"base": BASE, "one": LEVEL, "sub": SUBTREE}
 _RESULT_NAMES = {3: "timeLimitExceeded", 4: "sizeLimitExceeded", 10: "referral"}
+# Bump when the record key is built differently: records stored as unchanged are read again.
+_RECORD_FORMAT = 1
 # Result codes that mean "this server cannot serve us right now": try the next URL.
 _BUSY = {51, 52}
 
@@ -95,14 +97,34 @@ class LdapReader:
 
     # Reading --------------------------------------------------------------------------------
 
-    def read(self, report: ReadReport) -> Iterator[Person]:
+    def signature(self) -> str:
+        # An LDAP record's key is built from the person already parsed (anchor and digest), so
+        # it means the same whatever the attribute mapping; only the format could change.
+        return repr(("ldap", _RECORD_FORMAT))
+
+    def read(self, report: ReadReport) -> Generator[Person, None, None]:
         """Yield the people of one complete paged read; see the module docstring for failures."""
+        return people_of(self, report)
+
+    def records(self, report: ReadReport) -> Generator[Record, None, None]:
+        """One record ``(anchor, key, person)`` per usable entry: entries are parsed as their
+        page arrives (bad ones rejected there), so ``person`` only hands the result over."""
         self._warn_about_settings(report)
         connection, url = self._connect()
         try:
-            yield from self._read_pages(connection, url, report)
+            for person in self._read_pages(connection, url, report):
+                anchor = person.anchor
+                yield anchor, anchor + KEY_SEPARATOR + person.digest, person
         finally:
             _close(connection)
+
+    def person(self, record: Record, report: ReadReport) -> Person | None:
+        person: Person = record[2]
+        return person
+
+    def origin(self, record: Record) -> str:
+        person: Person = record[2]
+        return person.origin
 
     def sample(self, limit: int = 5) -> list[Person]:
         """Bind and fetch up to ``limit`` people (``syncd validate``); raises what read() would."""

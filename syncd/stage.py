@@ -1,0 +1,393 @@
+"""Reading the source into a cycle: records, the blocks that did not change, and staging.
+
+A read of 100k people where nothing changed should cost little more than reading the source. So
+records are not all turned into people and compared with the state one by one: the read is cut
+into *blocks*, and a block that is exactly what an earlier read had (same key for every record,
+same source signature) is known unchanged as a whole. Only the records of the other blocks
+become people and go to ``temp.seen``, where the planner and :func:`record_read` find them.
+
+Blocks are content-defined, the way backup tools cut files into chunks: a block ends after a
+record whose anchor's CRC-32 ends in six zero bits (64 records on average, at most
+``BLOCK_MAX``). A new hire, a leaver or an edit changes only its own block wherever it is in the
+source, and a block is named by the anchor it starts with (its *head*), which such changes
+rarely touch, so the people of a changed block keep their block id.
+
+The state keeps the clean blocks of the last read (``blocks``: head, digest of its keys, size,
+and the positions of its rejected records, which are read again each time so that they are
+logged again) and, per person, the block they were seen in (``people.block``). After every
+applied read:
+
+- every stored block is a block of that read, without duplicate anchors, and the people whose
+  ``people.block`` is its id are exactly its accepted records;
+- everyone else has ``people.block`` NULL.
+
+So the people of a block that matches are present and unchanged, and a person who is neither in
+a matching block nor staged is not in this read. Since a stored block's people were all present
+when it was stored, they all have ``missing_count`` 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from syncd.logs import event, get_logger
+from syncd.model import ReadReport
+from syncd.source import Record, Source
+from syncd.state import State, StoredBlock, iso
+
+log = get_logger("syncd.stage")
+
+# A block ends after a record whose anchor's CRC-32 has these bits all zero: 64 on average.
+BLOCK_MASK = 0x3F
+# ...or after this many records, so that a run of unlucky anchors cannot make one huge block.
+BLOCK_MAX = 256
+# Staged people are written to SQLite this many at a time.
+STAGE_CHUNK = 2000
+
+# Heartbeats (systemd watchdog) every this many blocks of a long read.
+HEARTBEAT_BLOCKS = 256
+
+# The people of changed blocks as read (``seq`` is the record's position in the read,
+# ``block_no`` its block's number in the read); temp.seen is the same with one row per anchor.
+_PERSON_COLUMNS = (
+    "first_name TEXT, last_name TEXT, email TEXT, start_date TEXT, disabled INTEGER, "
+    "digest TEXT, origin TEXT, seq INTEGER NOT NULL, block_no INTEGER NOT NULL"
+)
+
+
+@dataclass(slots=True)
+class Staged:
+    """What a read amounted to, beyond the :class:`~syncd.model.ReadReport`."""
+
+    accepted: int = 0  # people accepted from the read: staged plus unchanged
+    unchanged: int = 0  # people in blocks identical to an earlier read (not staged)
+    blocks: int = 0
+    unchanged_blocks: int = 0
+
+
+@dataclass(slots=True)
+class _Stager:
+    conn: sqlite3.Connection
+    source: Source
+    report: ReadReport
+    stored: dict[str, StoredBlock]
+    key: bytes
+    staged: Staged = field(default_factory=Staged)
+    rows: list[tuple[object, ...]] = field(default_factory=list)
+    matched: list[tuple[object, ...]] = field(default_factory=list)
+    new_blocks: list[tuple[object, ...]] = field(default_factory=list)
+    # Heads of every block of this read: a block is named by its head, so only the first block
+    # with a given head may be kept (a later one starts with a repeated anchor).
+    heads: set[str] = field(default_factory=set)
+
+    def read(self, heartbeat: Callable[[], None] | None) -> None:
+        """Cut the records into blocks; hot loop: one append and one CRC-32 per record."""
+        crc32 = zlib.crc32
+        block: list[Record] = []
+        position = 0
+        for record in self.source.records(self.report):
+            block.append(record)
+            if not crc32(record[0].encode()) & BLOCK_MASK or len(block) >= BLOCK_MAX:
+                self.close(block, position)
+                position += len(block)
+                block = []
+                if len(self.rows) >= STAGE_CHUNK:
+                    self.flush()
+                if heartbeat is not None and not self.staged.blocks % HEARTBEAT_BLOCKS:
+                    heartbeat()
+        if block:
+            # The read may have been cut short inside this block: never keep it as a block.
+            self.close(block, position, final=not self.report.complete)
+        self.flush()
+
+    def close(self, block: list[Record], first: int, *, final: bool = False) -> None:
+        """Match one finished block against the stored ones, or stage its people."""
+        source, report = self.source, self.report
+        self.staged.blocks += 1
+        digest = hashlib.blake2b(
+            "\n".join([record[1] for record in block]).encode(), digest_size=16, key=self.key
+        ).digest()
+        number = self.staged.blocks - 1
+        head = block[0][0]
+        repeated = head in self.heads
+        self.heads.add(head)
+        stored = self.stored.get(head)
+        # Rejected records are read again: they are logged (and kept from counting as missing)
+        # in every cycle, as if the block had been read record by record.
+        if (
+            not repeated
+            and stored is not None
+            and stored.digest == digest
+            and all(source.person(block[i], report) is None for i in stored.rejects)
+        ):
+            last = first + len(block) - 1
+            self.matched.append(
+                (stored.id, first, last, source.origin(block[0]), source.origin(block[-1]))
+            )
+            self.staged.unchanged += len(block) - len(stored.rejects)
+            self.staged.unchanged_blocks += 1
+            return
+        rejects: list[str] = []
+        rows = self.rows
+        for index, record in enumerate(block):
+            person = source.person(record, report)
+            if person is None:
+                rejects.append(str(index))
+                continue
+            start_date = person.start_date
+            rows.append(
+                (
+                    person.anchor,
+                    person.first_name,
+                    person.last_name,
+                    person.email,
+                    start_date.isoformat() if start_date else None,
+                    person.disabled,
+                    person.digest,
+                    person.origin,
+                    first + index,
+                    number,
+                )
+            )
+        dirty = final or repeated
+        self.new_blocks.append(
+            (number, head, digest, len(block), ",".join(rejects) or None, int(dirty))
+        )
+
+    def flush(self) -> None:
+        self.conn.executemany(
+            "INSERT INTO temp.staged VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.rows
+        )
+        self.rows.clear()
+
+
+def stage_source(
+    state: State,
+    source: Source,
+    report: ReadReport,
+    heartbeat: Callable[[], None] | None = None,
+    *,
+    use_blocks: bool = True,
+) -> Staged:
+    """Read the source; stage the people of changed blocks in ``temp.seen``.
+
+    With ``use_blocks=False`` every accepted person is staged (``syncd adopt`` wants them all).
+    Later records with an anchor already seen are rejected (the first record wins).
+    """
+    conn = state.conn
+    for table in ("staged", "seen", "matched", "new_blocks"):
+        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    conn.execute(f"CREATE TEMP TABLE staged (anchor TEXT, {_PERSON_COLUMNS})")
+    conn.execute(
+        f"CREATE TEMP TABLE seen (anchor TEXT PRIMARY KEY, {_PERSON_COLUMNS}) WITHOUT ROWID"
+    )
+    conn.execute(
+        "CREATE TEMP TABLE matched (id INTEGER PRIMARY KEY, first_pos INTEGER, last_pos INTEGER, "
+        "first_origin TEXT, last_origin TEXT, dirty INTEGER NOT NULL DEFAULT 0)"
+    )
+    conn.execute(
+        "CREATE TEMP TABLE new_blocks (block_no INTEGER PRIMARY KEY, head TEXT, digest BLOB, "
+        "size INTEGER, rejects TEXT, dirty INTEGER NOT NULL)"
+    )
+    stored = state.stored_blocks() if use_blocks else {}
+    # The signature keys the block digests: blocks read under other settings never match.
+    key = hashlib.blake2b(source.signature().encode(), digest_size=32).digest()
+    stager = _Stager(conn, source, report, stored, key)
+    conn.execute("BEGIN")
+    try:
+        stager.read(heartbeat)
+        conn.executemany("INSERT INTO temp.matched VALUES (?, ?, ?, ?, ?, 0)", stager.matched)
+        conn.executemany("INSERT INTO temp.new_blocks VALUES (?, ?, ?, ?, ?, ?)", stager.new_blocks)
+        # The first record of an anchor wins (ORDER BY anchor, seq + OR IGNORE). Sorted by
+        # anchor, temp.seen is clustered like people and mailboxes, so the cycle's joins walk
+        # all three in the same order.
+        conn.execute(
+            "INSERT OR IGNORE INTO temp.seen SELECT * FROM temp.staged ORDER BY anchor, seq"
+        )
+        _reject_staged_duplicates(conn, report)
+        if stager.matched:
+            _reject_duplicates_of_unchanged(conn, report, stager.staged)
+        conn.execute("DROP TABLE temp.staged")
+    finally:
+        conn.execute("COMMIT")
+    staged = stager.staged
+    staged.accepted = staged.unchanged + int(
+        conn.execute("SELECT count(*) FROM temp.seen").fetchone()[0]
+    )
+    if use_blocks:
+        event(
+            log,
+            "source.compared",
+            records=report.read,
+            blocks=staged.blocks,
+            unchanged_blocks=staged.unchanged_blocks,
+            unchanged_people=staged.unchanged,
+            staged=staged.accepted - staged.unchanged,
+        )
+    return staged
+
+
+def _reject_staged_duplicates(conn: sqlite3.Connection, report: ReadReport) -> None:
+    staged = conn.execute("SELECT count(*) FROM temp.staged").fetchone()[0]
+    seen = conn.execute("SELECT count(*) FROM temp.seen").fetchone()[0]
+    if staged == seen:
+        return
+    duplicates = conn.execute(
+        "SELECT d.anchor, d.origin, s.origin, d.block_no FROM temp.staged d "
+        "JOIN temp.seen s ON s.anchor = d.anchor WHERE d.seq != s.seq ORDER BY d.seq"
+    ).fetchall()
+    for anchor, origin, first_origin, number in duplicates:
+        reject_duplicate(report, anchor, origin, f"the record at {first_origin or '?'}")
+        _dirty_new_block(conn, number)
+
+
+def _reject_duplicates_of_unchanged(
+    conn: sqlite3.Connection, report: ReadReport, staged: Staged
+) -> None:
+    """Staged people who are also in an unchanged block: one of the two records goes."""
+    rows = conn.execute(
+        # CROSS JOIN keeps SQLite walking the (few) staged people, not all of people.
+        "SELECT s.anchor, s.origin, s.seq, s.block_no, b.id, b.first_pos, b.last_pos, "
+        "b.first_origin, b.last_origin FROM temp.seen s CROSS JOIN people p "
+        "ON p.anchor = s.anchor CROSS JOIN temp.matched b ON b.id = p.block"
+    ).fetchall()
+    for anchor, origin, seq, number, block, first_pos, last_pos, first_origin, last_origin in rows:
+        span = first_origin if first_pos == last_pos else f"{first_origin} … {last_origin}"
+        if seq > last_pos:
+            conn.execute("DELETE FROM temp.seen WHERE anchor = ?", (anchor,))
+            reject_duplicate(report, anchor, origin, f"a record in {span}")
+            _dirty_new_block(conn, number)
+        else:
+            # The unchanged block holds the later record: it is the one rejected, and the block
+            # is not kept (its people stay present; they are compared one by one next time).
+            reject_duplicate(report, anchor, f"a record in {span}", f"the record at {origin}")
+            conn.execute("UPDATE temp.matched SET dirty = 1 WHERE id = ?", (block,))
+            staged.unchanged -= 1
+
+
+def _dirty_new_block(conn: sqlite3.Connection, number: int) -> None:
+    conn.execute("UPDATE temp.new_blocks SET dirty = 1 WHERE block_no = ?", (number,))
+
+
+def reject_duplicate(report: ReadReport, anchor: str, origin: str, first: str) -> None:
+    report.rejected += 1
+    event(
+        log,
+        "record.rejected",
+        30,
+        where=origin or None,
+        anchor=anchor,
+        field="anchor",
+        reason=f"duplicate anchor, already used by {first}",
+    )
+
+
+def record_read(state: State, report: ReadReport, now: datetime) -> int:
+    """Store what the read found (in one transaction); returns the people rows written.
+
+    New and changed people are written, the blocks of the read are kept, and on a complete read
+    everyone not in it has their missing counter raised. Nothing is written for the people of
+    unchanged blocks.
+    """
+    stamp = iso(now)
+    with state.transaction() as conn:
+        for table in ("suspect", "kept", "unseen", "membership"):
+            conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+        # Stored blocks this read did not find as they were: their people are in doubt.
+        conn.execute(
+            "CREATE TEMP TABLE suspect AS SELECT id FROM blocks "
+            "WHERE id NOT IN (SELECT id FROM temp.matched)"
+        )
+        if report.complete:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS rejected (anchor TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM temp.rejected")
+            conn.executemany(
+                "INSERT OR IGNORE INTO temp.rejected VALUES (?)",
+                ((anchor,) for anchor in report.rejected_anchors),
+            )
+            # A rejected record is broken in the source, not gone from it.
+            conn.execute(
+                "CREATE TEMP TABLE unseen AS SELECT anchor FROM people "
+                "WHERE (block IS NULL OR block IN (SELECT id FROM temp.suspect)) "
+                "AND anchor NOT IN (SELECT anchor FROM temp.seen) "
+                "AND anchor NOT IN (SELECT anchor FROM temp.rejected)"
+            )
+        _keep_blocks(conn)
+        written = conn.execute(
+            "INSERT INTO people (anchor, first_name, last_name, email, start_date, disabled, "
+            "digest, first_seen, last_seen, missing_count, block, open) "
+            "SELECT s.anchor, s.first_name, s.last_name, s.email, s.start_date, s.disabled, "
+            "s.digest, :now, :now, 0, k.id, 1 FROM temp.seen s "
+            "LEFT JOIN people p ON p.anchor = s.anchor "
+            "LEFT JOIN temp.kept k ON k.block_no = s.block_no "
+            "WHERE p.anchor IS NULL OR p.digest != s.digest "
+            "ON CONFLICT(anchor) DO UPDATE SET first_name = excluded.first_name, "
+            "last_name = excluded.last_name, email = excluded.email, "
+            "start_date = excluded.start_date, disabled = excluded.disabled, "
+            "digest = excluded.digest, last_seen = excluded.last_seen, missing_count = 0, "
+            "block = excluded.block, open = 1",
+            {"now": stamp},
+        ).rowcount
+        # Unchanged people of changed blocks: the same person, maybe in another block.
+        conn.execute(
+            "CREATE TEMP TABLE membership (anchor TEXT PRIMARY KEY, block INTEGER) WITHOUT ROWID"
+        )
+        conn.execute(
+            "INSERT INTO temp.membership SELECT s.anchor, k.id FROM temp.seen s "
+            "LEFT JOIN temp.kept k ON k.block_no = s.block_no"
+        )
+        block_of = "(SELECT m.block FROM temp.membership m WHERE m.anchor = people.anchor)"
+        written += conn.execute(
+            f"UPDATE people SET block = {block_of} "
+            f"WHERE anchor IN (SELECT anchor FROM temp.membership) AND block IS NOT {block_of}"
+        ).rowcount
+        written += conn.execute(
+            "UPDATE people SET missing_count = 0, last_seen = ? WHERE missing_count > 0 "
+            "AND anchor IN (SELECT anchor FROM temp.seen)",
+            (stamp,),
+        ).rowcount
+        written += conn.execute(
+            "UPDATE people SET block = NULL WHERE block IN (SELECT id FROM temp.suspect "
+            "UNION ALL SELECT id FROM temp.matched WHERE dirty = 1) "
+            "AND anchor NOT IN (SELECT anchor FROM temp.seen)"
+        ).rowcount
+        if report.complete:
+            last = state.last_complete_read()
+            previous = last.started_at if last else stamp
+            # missing_count 0 means: present in the last complete read, so that is when this
+            # person was last seen.
+            written += conn.execute(
+                "UPDATE people SET last_seen = CASE WHEN missing_count = 0 THEN ? "
+                "ELSE last_seen END, missing_count = missing_count + 1 "
+                "WHERE anchor IN (SELECT anchor FROM temp.unseen)",
+                (previous,),
+            ).rowcount
+    return written
+
+
+def _keep_blocks(conn: sqlite3.Connection) -> None:
+    """Make ``blocks`` the clean blocks of this read; ``temp.kept`` maps their numbers in the
+    read to their ids."""
+    conn.execute("DELETE FROM blocks WHERE id IN (SELECT id FROM temp.matched WHERE dirty = 1)")
+    # A changed block keeps its row (and id) when its head is the same.
+    conn.execute(
+        "INSERT INTO blocks (head, digest, size, rejects) "
+        "SELECT head, digest, size, rejects FROM temp.new_blocks WHERE dirty = 0 "
+        "ON CONFLICT(head) DO UPDATE SET digest = excluded.digest, size = excluded.size, "
+        "rejects = excluded.rejects "
+        "WHERE blocks.id NOT IN (SELECT id FROM temp.matched)"
+    )
+    conn.execute("CREATE TEMP TABLE kept (block_no INTEGER PRIMARY KEY, id INTEGER)")
+    conn.execute(
+        "INSERT INTO temp.kept SELECT n.block_no, b.id FROM temp.new_blocks n "
+        "CROSS JOIN blocks b ON b.head = n.head AND b.digest = n.digest WHERE n.dirty = 0"
+    )
+    conn.execute(
+        "DELETE FROM blocks WHERE id IN (SELECT id FROM temp.suspect) "
+        "AND id NOT IN (SELECT id FROM temp.kept)"
+    )
