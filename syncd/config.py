@@ -278,12 +278,16 @@ class HybridboxConfig(Section):
     max_retry_after_s: float = Field(60, ge=0)
     # Total time one cycle may spend waiting and retrying before it leaves the rest for later.
     retry_budget_s: float = Field(300, ge=0)
+    # A cycle with nothing to send checks the token and domain only this often (0: always).
+    check_every: Duration = timedelta(hours=1)
 
     @model_validator(mode="after")
     def _check(self) -> HybridboxConfig:
         if not re.match(r"^https?://[^\s]+$", self.url):
             raise ValueError(f"url {self.url!r} must start with https:// (or http:// for tests)")
         _exactly_one(self, "token", required=True)
+        if self.check_every < timedelta(0):
+            raise ValueError("check_every must not be negative")
         return self
 
     def token(self) -> str:

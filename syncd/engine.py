@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from syncd import health
 from syncd.config import Config
@@ -38,9 +38,13 @@ from syncd.plan import (
     plan,
     plan_person,
 )
-from syncd.source import open_source
+from syncd.source import Source, open_source
 from syncd.stage import STAGE_CHUNK, Staged, record_read, stage_source
-from syncd.state import State, StateLock, parse_iso, utcnow
+from syncd.state import State, StateLock, iso, parse_iso, utcnow
+
+if TYPE_CHECKING:
+    from syncd.hybridbox import HybridboxClient
+    from syncd.provision import Provisioner
 
 log = get_logger("syncd.engine")
 
@@ -342,47 +346,128 @@ def _guard_reasons(
     )
 
 
-def _apply(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
-    # Imported here so that `syncd plan` and `syncd status` never load httpx.
-    from syncd.provision import Provisioner, connect
+class _Hybridbox:
+    """The cycle's connection to Hybridbox, opened (token and domain checked) on first need.
 
+    A cycle with nothing to send neither loads httpx nor contacts Hybridbox, unless the last
+    successful check is older than ``hybridbox.check_every``: then it checks at the start, so an
+    expired token is reported within that time even when nobody new arrives.
+    """
+
+    def __init__(self, config: Config, options: CycleOptions, now: datetime) -> None:
+        self.config, self.options, self.now = config, options, now
+        self._client: HybridboxClient | None = None
+        self._provisioner: Provisioner | None = None
+
+    def check_due(self, state: State) -> bool:
+        every = self.config.hybridbox.check_every
+        checked = state.get_meta(_CHECKED_KEY)
+        return not every or checked is None or parse_iso(checked) + every <= self.now
+
+    def connect(self) -> None:
+        if self._client is None:
+            # Imported here so that a cycle with nothing to send never loads httpx.
+            from syncd.provision import connect
+
+            self._client = connect(self.config, self.options.stop)
+
+    def provisioner(self, state: State) -> Provisioner:
+        if self._provisioner is None:
+            from syncd.provision import Provisioner
+
+            self.connect()
+            assert self._client is not None
+            self._provisioner = Provisioner(
+                self.config, state, self._client, self.now, self.options
+            )
+        return self._provisioner
+
+    def record_check(self, state: State) -> None:
+        if self._client is not None:
+            with state.transaction():
+                state.set_meta(_CHECKED_KEY, iso(self.now))
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return dict(self._provisioner.counters) if self._provisioner is not None else {}
+
+    @property
+    def stopped(self) -> bool:
+        return self._provisioner is not None and self._provisioner.stopped
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+_CHECKED_KEY = "hybridbox_checked_at"
+
+
+def _apply(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
     started = time.monotonic()
     now = utcnow()
     source = open_source(config)
-    # Token and domain are checked before the state is touched: a wrong token writes nothing.
-    client = connect(config, options.stop)
-    state = State(config.state.path)
+    hybridbox = _Hybridbox(config, options, now)
+    try:
+        # A wrong token is found before the state is touched: on a first run (which has
+        # everyone to create), and whenever the check is due.
+        if not config.state.path.exists():
+            hybridbox.connect()
+        state = State(config.state.path)
+    except BaseException:
+        hybridbox.close()
+        raise
+    try:
+        if hybridbox.check_due(state):
+            hybridbox.connect()
+        return _apply_cycle(config, options, cycle_id, state, source, hybridbox, started, now)
+    finally:
+        hybridbox.close()
+        state.close()
+
+
+def _apply_cycle(
+    config: Config,
+    options: CycleOptions,
+    cycle_id: str,
+    state: State,
+    source: Source,
+    hybridbox: _Hybridbox,
+    started: float,
+    now: datetime,
+) -> CycleResult:
     run_id = state.start_run(cycle_id, "apply", source.describe(), now)
     report = ReadReport()
     result = CycleResult(cycle_id, "apply", now, report, Plan())
     health.cycle_started(config, now)
     try:
-        provisioner = Provisioner(config, state, client, now, options)
-        provisioner.resolve_intents()
+        if state.has_intents():
+            hybridbox.provisioner(state).resolve_intents()
         staged = stage_source(state, source, report, options.heartbeat)
         if not report.complete:
             event(log, "source.incomplete", 30, reason=report.incomplete_reason)
         policy, today = Policy.from_config(config), today_for(options, now)
         if state.get_meta(_OPEN_POLICY_KEY) != _open_policy(policy):
             refresh_open(state, policy, everyone=True)  # first cycle, or update_names changed
-        result.plan = _plan_and_queue(state, policy, today, now)
-        reasons = _guard_reasons(config, state, staged, report, result.plan, options)
-        if not reasons and result.plan.create_count and not state.has_any_mailbox():
-            reasons += provisioner.first_run_reasons()
+        the_plan = result.plan = _plan_and_queue(state, policy, today, now)
+        reasons = _guard_reasons(config, state, staged, report, the_plan, options)
+        if not reasons and the_plan.create_count and not state.has_any_mailbox():
+            reasons += hybridbox.provisioner(state).first_run_reasons()
         if reasons:
             raise GuardTripped("safety guard: nothing was applied: " + " | ".join(reasons))
+        to_create = the_plan.create_count + the_plan.retry_count
+        if to_create or the_plan.renames:
+            hybridbox.provisioner(state)  # the token is checked before the read is recorded
         record_read(state, report, now)
-        provisioner.create(
-            queued_creates(state),
-            result.plan.create_count + result.plan.retry_count,
-        )
-        provisioner.rename(result.plan.renames)
+        if to_create:
+            hybridbox.provisioner(state).create(queued_creates(state), to_create)
+        if the_plan.renames:
+            hybridbox.provisioner(state).rename(the_plan.renames)
         refresh_open(state, policy)
+        hybridbox.record_check(state)
         result.totals = state.totals(config.sync.leaver_after_missing)
-        result.counts = _final_counts(
-            staged, report, result.plan, provisioner.counters, result.totals
-        )
-        result.stopped_early = provisioner.stopped
+        result.counts = _final_counts(staged, report, the_plan, hybridbox.counters, result.totals)
+        result.stopped_early = hybridbox.stopped
         result.duration_s = time.monotonic() - started
         outcome = result.outcome
         state.finish_run(
@@ -408,9 +493,6 @@ def _apply(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
         )
         health.cycle_failed(config, state, now, exc)
         raise
-    finally:
-        client.close()
-        state.close()
 
 
 _RUN_COUNT_COLUMNS = (

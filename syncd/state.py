@@ -373,6 +373,9 @@ class State:
             self.scalar("SELECT count(*) FROM mailboxes WHERE state IN ('created', 'adopted')") or 0
         )
 
+    def has_intents(self) -> bool:
+        return self.scalar("SELECT 1 FROM mailboxes WHERE state = 'intent' LIMIT 1") is not None
+
     def has_any_mailbox(self) -> bool:
         return self.scalar("SELECT 1 FROM mailboxes LIMIT 1") is not None
 

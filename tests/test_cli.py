@@ -135,6 +135,32 @@ def test_wrong_token_exits_77_and_writes_no_state(site: Site, tmp_path: Path) ->
     assert not site.state_path.exists()
 
 
+def test_a_cycle_with_nothing_to_send_checks_the_token_every_check_every(
+    site: Site, tmp_path: Path
+) -> None:
+    site.write_people(people(3))
+    assert site.syncd("apply").returncode == 0  # creates, so it checked the token
+    bad = tmp_path / "bad-token"
+    bad.write_text("not-the-token")
+    bad.chmod(0o600)
+    site.configure(hybridbox={"token_file": str(bad)})
+    site.emulator.reset(mailboxes=False)
+    quiet = site.syncd("apply")  # nothing to send, checked a moment ago: no contact
+    assert quiet.returncode == 0, quiet.stderr
+    assert site.emulator.stats()["requests"]["total"] == 0
+
+    site.configure(hybridbox={"check_every": 0})
+    checked = site.syncd("apply")  # the same cycle, but the check is due: the bad token shows
+    assert checked.returncode == EX_NOPERM
+    assert "token" in checked.stderr
+    site.configure(hybridbox={"check_every": "1h"})
+    site.write_people(people(4))
+    sending = site.syncd("apply")  # not due, but a cycle with someone to create checks first
+    assert sending.returncode == EX_NOPERM
+    assert len(site.emulator.mailboxes()) == 3
+    assert site.mailbox_states().get("E00004") is None
+
+
 def test_missing_columns_exit_65_before_anything_is_written(site: Site) -> None:
     site.csv_path.write_text("id,given,family\nE1,Ada,Lovelace\n")
     result = site.syncd("apply")
