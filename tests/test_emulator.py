@@ -396,6 +396,22 @@ def test_admin_faults_validation_and_reset(emulator: RunningEmulator) -> None:
     admin.close()
 
 
+def test_admin_reset_keep_rolls_back_to_the_first_mailboxes(
+    emulator: RunningEmulator, api: httpx.Client
+) -> None:
+    bulk(api, item("a"), item("b"))
+    bulk(api, item("c"))
+    admin = httpx.Client(base_url=emulator.url)
+    try:
+        assert admin.post("/_emulator/reset", json={"keep": -1}).status_code == 400
+        assert admin.post("/_emulator/reset", json={"keep": 2, "stats": False}).is_success
+    finally:
+        admin.close()
+    assert sorted(m["local_part"] for m in emulator.mailboxes()) == ["a", "b"]
+    assert api.get("/mailboxes/c@example.com").status_code == 404
+    assert bulk(api, item("c")).json()["created"]  # its address is free again
+
+
 def test_admin_add_mailboxes_and_stats(emulator: RunningEmulator, api: httpx.Client) -> None:
     result = emulator.add_mailboxes(
         [

@@ -529,6 +529,9 @@ class Emulator:
         )
 
     async def admin_reset(self, request: Request) -> Response:
+        """``POST /_emulator/reset`` ``{"mailboxes", "faults", "stats": bool}`` (all true by
+        default) resets those; ``{"keep": N}`` instead keeps the first N mailboxes created and
+        forgets the later ones (the bench repeats a run from the same point this way)."""
         raw = await request.body()
         try:
             parts = json.loads(raw) if raw.strip() else {}
@@ -536,7 +539,13 @@ class Emulator:
             return _admin_error(400, "invalid_json", f"the body is not valid JSON: {exc}")
         if not isinstance(parts, dict):
             return _admin_error(400, "invalid_request", "the body must be an object")
-        if parts.get("mailboxes", True):
+        keep = parts.get("keep")
+        if keep is not None:
+            # {"keep": N}: back to the first N mailboxes created, whatever "mailboxes" says.
+            if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+                return _admin_error(400, "invalid_request", "keep must be a whole number >= 0")
+            self.store.truncate(keep)
+        elif parts.get("mailboxes", True):
             self.store.clear()
             load_preload(self.store, self.preload, self.default_domain, self.preload_path)
         if parts.get("faults", True):

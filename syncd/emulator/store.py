@@ -254,6 +254,27 @@ class Store:
         if self.journal is not None:
             self.journal.clear()
 
+    def truncate(self, keep: int) -> int:
+        """Forget every mailbox but the first ``keep`` created; returns how many went.
+
+        Rolls the emulator back to an earlier point (a benchmark repeats a run from the same
+        start), which the public API cannot: it has no delete.
+        """
+        gone = self._ordered[keep:]
+        if not gone:
+            return 0
+        del self._ordered[keep:]
+        for mailbox in gone:
+            del self._mailboxes[mailbox.id]
+            self._by_domain[mailbox.domain.id].remove(mailbox)
+            for address in (mailbox.address, *mailbox.aliases):
+                if self._addresses.get(address) is mailbox:
+                    del self._addresses[address]
+            self._dirty.pop(mailbox.id, None)
+        if self.journal is not None:
+            self.journal.delete_mailboxes(m.id for m in gone)
+        return len(gone)
+
     # ------------------------------------------------------------------ internals
 
     def _index(self, mailbox: Mailbox) -> None:
@@ -392,6 +413,11 @@ class SqliteJournal:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        self._db.execute("COMMIT")
+
+    def delete_mailboxes(self, ids: Iterable[str]) -> None:
+        self._db.execute("BEGIN")
+        self._db.executemany("DELETE FROM mailboxes WHERE id = ?", ((i,) for i in ids))
         self._db.execute("COMMIT")
 
     def clear(self) -> None:
