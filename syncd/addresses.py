@@ -653,9 +653,10 @@ class CandidateSource:
     Gives exactly the sequence ``candidates(person, config, preferred=...)`` gives, but people
     whose names give the same tokens (the many Anna Müllers of a large company) share one lazily
     built list of rendered name-template candidates, and each distinct name is transliterated and
-    checked for fallback scripts once. Both caches start over when full (``_NAME_CACHE_MAX``,
-    ``_SHARED_CACHE_MAX`` entries) (a name seen again then costs its work once more, nothing else):
-    the memory stays bounded however large the population. Make one per cycle.
+    checked for fallback scripts once. Both caches are bounded (``_NAME_CACHE_MAX``,
+    ``_SHARED_CACHE_MAX`` entries): the name cache starts over when full, the shared one keeps
+    only the names with clashes (a name forgotten then costs its work once more, nothing else),
+    so the memory stays bounded however large the population. Make one per cycle.
     """
 
     def __init__(self, config: AddressesConfig, max_n: int = 99) -> None:
@@ -667,6 +668,13 @@ class CandidateSource:
         self._shared: dict[tuple[str, ...], _SharedCandidates] = {}
         # name -> (its token, whether it has a letter of a fallback script)
         self._names: dict[str, tuple[str, bool]] = {}
+
+    def _forget_names(self) -> None:
+        """Make room (1M people have ~1M name pairs): keep the names with clashes, whose
+        ``skip`` saves a walk past every earlier holder, and drop the rest; all of them if
+        even those fill half the room."""
+        clashing = {key: shared for key, shared in self._shared.items() if shared.skip}
+        self._shared = clashing if len(clashing) <= _SHARED_CACHE_MAX // 2 else {}
 
     def _learn(self, name: str) -> tuple[str, bool]:
         """The token and fallback flag of a name not seen yet (see ``for_person``)."""
@@ -708,7 +716,7 @@ class CandidateSource:
             shared = self._shared.get(key)
             if shared is None:
                 if len(self._shared) >= _SHARED_CACHE_MAX:
-                    self._shared.clear()  # a bound on memory (1M people: ~1M name pairs)
+                    self._forget_names()
                 # Without {anchor} in the templates, its token is never read for these.
                 shared = _SharedCandidates(_Tokens(first_token, last_token, anchor or ""))
                 self._shared[key] = shared

@@ -233,6 +233,15 @@ def progress_bar(done: int, total: int, rate: float) -> None:
         sys.stderr.write("\r\033[K")
 
 
+def clear_progress_bar() -> None:
+    """Take the progress bar off the terminal, if one is shown."""
+    global _bar_shown
+    if _bar_shown:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+        _bar_shown = False
+
+
 def setup_logging(config: LoggingConfig, *, stderr: bool | None = None) -> None:
     """(Re)configure the ``syncd`` logger from the config; safe to call again on reload."""
     root = logging.getLogger("syncd")

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from syncd.logs import event, get_logger
-from syncd.model import ReadReport
+from syncd.logs import clear_progress_bar, event, get_logger, progress_bar
+from syncd.model import Person, ReadReport
 from syncd.source import Record, Source
 from syncd.state import State, StoredBlock, iso
 
@@ -49,8 +50,10 @@ BLOCK_MAX = 256
 # Staged people are written to SQLite this many at a time.
 STAGE_CHUNK = 2000
 
-# Heartbeats (systemd watchdog) every this many blocks of a long read.
+# Heartbeats (systemd watchdog) and the progress check every this many blocks of a long read.
 HEARTBEAT_BLOCKS = 256
+# A long read logs ``source.progress`` this often.
+PROGRESS_EVERY_S = 5.0
 
 # The people of changed blocks as read (``seq`` is the record's position in the read,
 # ``block_no`` its block's number in the read); temp.seen is the same with one row per anchor.
@@ -77,6 +80,8 @@ class _Stager:
     report: ReadReport
     stored: dict[str, StoredBlock]
     key: bytes
+    # People in the last complete read: the likely size of this one, for the progress lines.
+    expected: int = 0
     staged: Staged = field(default_factory=Staged)
     rows: list[tuple[object, ...]] = field(default_factory=list)
     matched: list[tuple[object, ...]] = field(default_factory=list)
@@ -90,6 +95,7 @@ class _Stager:
         crc32 = zlib.crc32
         block: list[Record] = []
         position = 0
+        started = last_progress = time.monotonic()
         for record in self.source.records(self.report):
             block.append(record)
             if not crc32(record[0].encode()) & BLOCK_MASK or len(block) >= BLOCK_MAX:
@@ -98,12 +104,34 @@ class _Stager:
                 block = []
                 if len(self.rows) >= STAGE_CHUNK:
                     self.flush()
-                if heartbeat is not None and not self.staged.blocks % HEARTBEAT_BLOCKS:
-                    heartbeat()
+                if not self.staged.blocks % HEARTBEAT_BLOCKS:
+                    if heartbeat is not None:
+                        heartbeat()
+                    now = time.monotonic()
+                    self.progress(position, now - started, bar=True)
+                    if now - last_progress >= PROGRESS_EVERY_S:
+                        last_progress = now
+                        self.progress(position, now - started)
         if block:
             # The read may have been cut short inside this block: never keep it as a block.
             self.close(block, position, final=not self.report.complete)
         self.flush()
+        clear_progress_bar()
+
+    def progress(self, done: int, elapsed: float, *, bar: bool = False) -> None:
+        rate = done / elapsed if elapsed > 0 else 0.0
+        if bar:
+            progress_bar(done, max(self.expected, done + 1), rate)
+            return
+        left = self.expected - done
+        event(
+            log,
+            "source.progress",
+            records=done,
+            expected=self.expected or None,
+            rate_per_s=f"{rate:.0f}",
+            eta_s=f"{left / rate:.0f}" if rate and left > 0 else None,
+        )
 
     def close(self, block: list[Record], first: int, *, final: bool = False) -> None:
         """Match one finished block against the stored ones, or stage its people."""
@@ -119,12 +147,14 @@ class _Stager:
         stored = self.stored.get(head)
         # Rejected records are read again: they are logged (and kept from counting as missing)
         # in every cycle, as if the block had been read record by record.
-        if (
-            not repeated
-            and stored is not None
-            and stored.digest == digest
-            and all(source.person(block[i], report) is None for i in stored.rejects)
-        ):
+        parsed: dict[int, Person | None] = {}
+        if repeated or stored is None or stored.digest != digest:
+            stored = None
+        else:
+            parsed = {i: source.person(block[i], report) for i in stored.rejects}
+            if any(parsed.values()):  # not rejected this time after all: read it all again
+                stored = None
+        if stored is not None:
             last = first + len(block) - 1
             self.matched.append(
                 (stored.id, first, last, source.origin(block[0]), source.origin(block[-1]))
@@ -135,7 +165,7 @@ class _Stager:
         rejects: list[str] = []
         rows = self.rows
         for index, record in enumerate(block):
-            person = source.person(record, report)
+            person = parsed[index] if index in parsed else source.person(record, report)
             if person is None:
                 rejects.append(str(index))
                 continue
@@ -197,7 +227,8 @@ def stage_source(
     stored = state.stored_blocks() if use_blocks else {}
     # The signature keys the block digests: blocks read under other settings never match.
     key = hashlib.blake2b(source.signature().encode(), digest_size=32).digest()
-    stager = _Stager(conn, source, report, stored, key)
+    last = state.last_complete_read() if state.path is not None else None
+    stager = _Stager(conn, source, report, stored, key, expected=last.accepted if last else 0)
     conn.execute("BEGIN")
     try:
         stager.read(heartbeat)

@@ -11,9 +11,11 @@ import unicodedata
 from itertools import islice
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncd import addresses
 from syncd.addresses import (
     _DASHES,
     _NOT_TOKEN,
@@ -99,3 +101,23 @@ def test_candidate_source_skips_what_stays_taken_for_everyone_with_the_name() ->
     assert issued == ["ann.lee", "ann.lee2", "ann.lee3", "ann.lee4", "user.e4", "user.e5"]
     later = Person("E9", "Ann", "Lee")
     assert list(source.for_person(later, taken=taken))[:2] == ["user.e9", "user.e9-2"]
+
+
+def test_candidate_source_keeps_clashing_names_when_its_cache_is_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(addresses, "_SHARED_CACHE_MAX", 8)
+    config = AddressesConfig()
+    source = CandidateSource(config, max_n=4)
+    taken: set[str] = set()
+    for number in range(3):  # three Ann Lees: the shared list learns to skip two addresses
+        ann = Person(f"E{number}", "Ann", "Lee")
+        taken.add(next(source.for_person(ann, taken=taken)))
+    for number in range(20):  # many other names overflow the cache, more than once
+        next(source.for_person(Person(f"X{number}", f"Bo{number}", "Day"), taken=taken))
+    shared = source._shared[("ann", "lee")]
+    assert shared.skip == 2 and len(source._shared) <= 8  # skips ann.lee, ann.lee2
+    later = Person("E9", "Ann", "Lee")
+    assert list(source.for_person(later, taken=taken)) == [
+        c for c in candidates(later, config, max_n=4) if c not in taken
+    ]

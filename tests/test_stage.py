@@ -248,6 +248,24 @@ def test_a_cut_off_read_counts_nobody_missing_and_keeps_no_cut_block(tmp_path: P
     check_invariants(state)
 
 
+def test_a_long_read_logs_its_progress_against_the_last_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stage, "HEARTBEAT_BLOCKS", 2)
+    monkeypatch.setattr(stage, "PROGRESS_EVERY_S", 0.0)
+    path, state = tmp_path / "hr.csv", State(tmp_path / "state.db")
+    write(path, [HrRow(f"E{i}", f"Ann{i}") for i in range(60)])
+    cycle(state, reader(path))
+    with collecting("syncd.stage") as events:
+        cycle(state, reader(path))
+    lines = events.named("source.progress")
+    assert lines and all(line.fields["expected"] == 60 for line in lines)
+    assert [line.fields["records"] for line in lines] == sorted(
+        line.fields["records"] for line in lines
+    )
+    assert 0 < lines[-1].fields["records"] < 60
+
+
 # ------------------------------------------------------------------------- the property
 
 

@@ -24,6 +24,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from syncd import __version__
 from syncd.config import CsvSource, SyncConfig
 from syncd.errors import ConfigError, SourceDataError
 from syncd.logs import event, get_logger
@@ -148,6 +149,8 @@ class CsvReader:
             (
                 "csv",
                 _RECORD_FORMAT,
+                # A new syncd may read values differently: its first cycle reads every record.
+                __version__,
                 columns.anchor,
                 columns.first_name,
                 columns.last_name,
