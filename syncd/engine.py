@@ -18,10 +18,10 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from syncd import health
 from syncd.config import Config
@@ -173,37 +173,49 @@ def refresh_open(state: State, policy: Policy, *, everyone: bool = False) -> Non
             state.set_meta(_OPEN_POLICY_KEY, _open_policy(policy))
 
 
+def _rows(state: State, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+    """A cursor that yields plain tuples: the hot loops read columns by position (a
+    ``sqlite3.Row`` looked up by name costs about 0.1 µs per column, per row)."""
+    cursor = state.conn.cursor()
+    cursor.row_factory = None
+    return cursor.execute(sql, params)
+
+
 def _candidates(state: State, policy: Policy) -> Iterator[tuple[Person, Known | None]]:
-    for row in state.conn.execute(_candidates_sql(state, policy)):
+    for row in _rows(state, _candidates_sql(state, policy)):
         yield _person_from_row(row), _known_from_row(row)
 
 
-def _person_from_row(row: sqlite3.Row) -> Person:
+def _person_from_row(row: Sequence[Any]) -> Person:
+    """The person in the first eight columns (those of ``_COLUMNS`` and of ``temp.todo``)."""
+    anchor, first_name, last_name, email, start_date, disabled, digest, origin = row[:8]
     return Person(
-        anchor=row["anchor"],
-        first_name=row["first_name"],
-        last_name=row["last_name"],
-        email=row["email"],
-        start_date=date.fromisoformat(row["start_date"]) if row["start_date"] else None,
-        disabled=bool(row["disabled"]),
-        digest=row["digest"],
-        origin=row["origin"] or "",
+        anchor,
+        first_name,
+        last_name,
+        email,
+        date.fromisoformat(start_date) if start_date else None,
+        bool(disabled),
+        digest,
+        origin or "",
     )
 
 
-def _known_from_row(row: sqlite3.Row) -> Known | None:
-    if row["known_digest"] is None and row["state"] is None:
+def _known_from_row(row: Sequence[Any]) -> Known | None:
+    """What the state knows, from the columns after the person's (see ``_COLUMNS``)."""
+    known_digest, state, local_part, mailbox_id, first, last, attempts, next_at, failed = row[8:17]
+    if known_digest is None and state is None:
         return None
     return Known(
-        digest=row["known_digest"],
-        mailbox_state=row["state"],
-        local_part=row["local_part"],
-        mailbox_id=row["mailbox_id"],
-        mailbox_first=row["mailbox_first"],
-        mailbox_last=row["mailbox_last"],
-        attempts=int(row["attempts"] or 0),
-        next_attempt_at=parse_iso(row["next_attempt_at"]) if row["next_attempt_at"] else None,
-        failed_digest=row["failed_digest"],
+        digest=known_digest,
+        mailbox_state=state,
+        local_part=local_part,
+        mailbox_id=mailbox_id,
+        mailbox_first=first,
+        mailbox_last=last,
+        attempts=int(attempts or 0),
+        next_attempt_at=parse_iso(next_at) if next_at else None,
+        failed_digest=failed,
     )
 
 
@@ -224,7 +236,7 @@ def _plan_and_queue(state: State, policy: Policy, today: date, now: datetime) ->
     insert = "INSERT INTO temp.todo VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     result = Plan(keep=False)
     queued: list[tuple[object, ...]] = []
-    for row in state.conn.execute(_candidates_sql(state, policy)):
+    for row in _rows(state, _candidates_sql(state, policy)):
         known = _known_from_row(row)
         action = plan_person(_person_from_row(row), known, policy, today, now)
         if action is None:
@@ -247,15 +259,17 @@ def queued_creates(state: State) -> Iterator[tuple[Person, str | None]]:
     """
     last = 0
     while True:
-        rows = state.conn.execute(
-            "SELECT rowid, * FROM temp.todo WHERE rowid > ? ORDER BY rowid LIMIT ?",
+        rows = _rows(
+            state,
+            "SELECT anchor, first_name, last_name, email, start_date, disabled, digest, origin, "
+            "local_part, rowid FROM temp.todo WHERE rowid > ? ORDER BY rowid LIMIT ?",
             (last, STAGE_CHUNK),
         ).fetchall()
         if not rows:
             return
-        last = rows[-1][0]
+        last = rows[-1][9]
         for row in rows:
-            yield _person_from_row(row), row["local_part"]
+            yield _person_from_row(row), row[8]
 
 
 # ---------------------------------------------------------------------------------- the cycle
