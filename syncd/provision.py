@@ -396,6 +396,12 @@ class Provisioner:
                 rounds.append((item, candidates, picks))
             taken = self._taken_local_parts({c for _, _, picks in rounds for c in picks})
             known_taken |= taken
+            if lookahead == 1:
+                # A taken first choice (the 40th Anna Müller): learn every address the state
+                # has that starts like it, so the next rounds skip them without asking.
+                clashing = {picks[0] for _, _, picks in rounds if picks and picks[0] in taken}
+                if clashing:
+                    known_taken |= self._taken_local_parts(clashing, prefix=True)
             lookahead = min(lookahead * 4, ALLOCATE_LOOKAHEAD_MAX)
             waiting = []
             for item, candidates, picks in rounds:
@@ -425,17 +431,26 @@ class Provisioner:
             preferred = email.rsplit("@", 1)[0].lower()
         return self.candidates.for_person(item.person, preferred, self._known_taken)
 
-    def _taken_local_parts(self, local_parts: Iterable[str]) -> set[str]:
-        """Which of these local parts the state says may not be issued (in this domain)."""
+    def _taken_local_parts(self, local_parts: Iterable[str], *, prefix: bool = False) -> set[str]:
+        """Which of these local parts (with ``prefix``: which local parts starting with one of
+        these) the state says may not be issued in this domain."""
         suffix = "@" + self.domain
-        known = self.state.known_addresses(
-            (local_part + suffix for local_part in local_parts),
-            self.now,
-            reserve_days=self.config.addresses.reserve_days,
-            leaver_after_missing=self.config.sync.leaver_after_missing,
-        )
+        reserve, leaver = self.config.addresses.reserve_days, self.config.sync.leaver_after_missing
+        if prefix:
+            known = self.state.known_addresses_from(
+                local_parts, self.now, reserve_days=reserve, leaver_after_missing=leaver
+            )
+        else:
+            known = self.state.known_addresses(
+                (local_part + suffix for local_part in local_parts),
+                self.now,
+                reserve_days=reserve,
+                leaver_after_missing=leaver,
+            )
         taken: set[str] = set()
         for address, is_taken in known.items():
+            if not address.endswith(suffix):
+                continue  # the same local part in another domain
             if is_taken:
                 taken.add(address[: -len(suffix)])
             else:

@@ -423,6 +423,32 @@ class State:
         )
         return {address: bool(taken) for address, taken in rows}
 
+    def known_addresses_from(
+        self,
+        starts: Iterable[str],
+        now: datetime,
+        *,
+        reserve_days: int | None = None,
+        leaver_after_missing: int = 3,
+        limit: int = 5000,
+    ) -> dict[str, bool]:
+        """Like :meth:`known_addresses`, for every known address that starts with one of
+        ``starts`` (at most ``limit`` each): one index range per clashing name, where probing
+        ``anna.mueller2``, ``anna.mueller3``, ... one by one would take a query per few."""
+        cutoff = iso(now - timedelta(days=reserve_days)) if reserve_days is not None else ""
+        known: dict[str, bool] = {}
+        for start in starts:
+            # Addresses are lower-case ASCII; "~" sorts after every character they may hold.
+            rows = self.conn.execute(
+                "SELECT a.address, NOT (a.status = 'issued' AND p.anchor IS NOT NULL "
+                "AND p.last_seen < ? AND (p.disabled = 1 OR p.missing_count >= ?)) "
+                "FROM addresses a LEFT JOIN people p ON p.anchor = a.anchor "
+                "WHERE a.address >= ? AND a.address < ? LIMIT ?",
+                (cutoff, leaver_after_missing, start, start + "~", limit),
+            )
+            known.update((address, bool(taken)) for address, taken in rows)
+        return known
+
     def address_history(self, address: str) -> list[sqlite3.Row]:
         """Every holder of an address (full, or a local part in any domain), oldest first."""
         return self.query(

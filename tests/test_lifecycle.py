@@ -173,3 +173,19 @@ def test_name_with_no_latin_form_uses_the_fallback_template(site: Site) -> None:
     parts = site.addresses_of()
     assert parts["E7"] == "user.e7"
     assert parts["E8"] == "olga.petrova"
+
+
+def test_a_new_hire_whose_name_many_have_gets_the_next_free_address(site: Site) -> None:
+    staff = [Row(f"E{i}", "Ann", "Lee") for i in range(1, 13)]
+    staff.append(Row("E50", "Ann", "Lee-Wong"))
+    site.write_people(staff)
+    assert site.syncd("apply").returncode == 0
+    held = set(site.addresses_of().values())
+    assert "ann.lee" in held and "ann.lee12" in held and len(held) == 13
+
+    site.write_people([*staff, Row("N1", "Ann", "Lee"), Row("N2", "Ann", "Lee")])
+    second = site.syncd("apply")
+    assert second.returncode == 0, second.stderr
+    addresses = site.addresses_of()
+    assert (addresses["N1"], addresses["N2"]) == ("ann.lee13", "ann.lee14")
+    assert len(site.emulator.mailboxes()) == 15

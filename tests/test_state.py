@@ -131,6 +131,38 @@ def test_taken_addresses_hold_a_leavers_address_for_reserve_days(tmp_path: Path)
     )
 
 
+def test_known_addresses_from_a_prefix_give_every_holder_and_the_reservations(
+    tmp_path: Path,
+) -> None:
+    state = State(tmp_path / "state.db")
+    add_person(state, "STAYS")
+    add_person(state, "LEFT", missing=3)
+    state.conn.execute(
+        "UPDATE people SET last_seen = ? WHERE anchor = 'LEFT'", (iso(NOW - timedelta(days=400)),)
+    )
+    rows = [
+        ("ann.lee@example.com", "STAYS"),
+        ("ann.lee2@example.com", "LEFT"),
+        ("ann.lee-wong@example.com", None),
+        ("ann.leeds@other.org", None),
+        ("ann.le@example.com", None),
+        ("anna.lee@example.com", None),
+    ]
+    for address, anchor in rows:
+        state.conn.execute(
+            "INSERT INTO addresses (address, anchor, status, issued_at) VALUES (?, ?, ?, ?)",
+            (address, anchor, "issued" if anchor else "taken", iso(NOW)),
+        )
+    known = state.known_addresses_from(["ann.lee"], NOW, reserve_days=365, leaver_after_missing=3)
+    assert known == {
+        "ann.lee@example.com": True,
+        "ann.lee2@example.com": False,  # its holder left more than reserve_days ago
+        "ann.lee-wong@example.com": True,
+        "ann.leeds@other.org": True,
+    }
+    assert len(state.known_addresses_from(["ann.lee"], NOW, limit=2)) == 2
+
+
 def test_leavers_are_disabled_or_missing_people_with_a_mailbox(tmp_path: Path) -> None:
     state = State(tmp_path / "state.db")
     add_person(state, "GONE", missing=3)
