@@ -206,6 +206,8 @@ class Provisioner:
         self._known_taken: set[str] = set()
         # Addresses the state knows whose reservation ended (issuing one records its history).
         self._reissued: set[str] = set()
+        # First choices whose every known holder is in _known_taken (see _allocate).
+        self._learned_starts: set[str] = set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -399,8 +401,11 @@ class Provisioner:
             if lookahead == 1:
                 # A taken first choice (the 40th Anna Müller): learn every address the state
                 # has that starts like it, so the next rounds skip them without asking.
+                # Once per start while what was learned is remembered (known_taken).
                 clashing = {picks[0] for _, _, picks in rounds if picks and picks[0] in taken}
+                clashing -= self._learned_starts
                 if clashing:
+                    self._learned_starts |= clashing
                     known_taken |= self._taken_local_parts(clashing, prefix=True)
             lookahead = min(lookahead * 4, ALLOCATE_LOOKAHEAD_MAX)
             waiting = []
@@ -422,6 +427,7 @@ class Provisioner:
             # Only a shortcut: everything in it is in the state too (committed with the
             # intents), where the query above finds it. Bounded, a 1M first run stays small.
             known_taken.clear()
+            self._learned_starts.clear()
         return [item for item in batch if item.local_part is not None]
 
     def _candidates_of(self, item: _Item) -> Iterator[str]:
