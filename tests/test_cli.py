@@ -49,6 +49,29 @@ def test_plan_changes_nothing_anywhere(site: Site) -> None:
     assert site.emulator.mailboxes() == []
 
 
+def test_plan_reads_a_state_from_an_older_syncd_without_migrating_it(site: Site) -> None:
+    site.write_people(people(3))
+    assert site.syncd("apply").returncode == 0
+    # Back to schema 2, as syncd before blocks left it: no blocks table, no block/open columns.
+    with site.db() as conn:
+        conn.execute("DROP TABLE blocks")
+        conn.execute("DROP INDEX people_block")
+        conn.execute("DROP INDEX people_open")
+        conn.execute("DROP INDEX people_leaving")
+        conn.execute("ALTER TABLE people DROP COLUMN block")
+        conn.execute("ALTER TABLE people DROP COLUMN open")
+        conn.execute("PRAGMA user_version=2")
+    site.write_people(people(4))
+    result = site.syncd("plan")
+    assert result.returncode == 0, result.stderr
+    assert "create  E00004" in result.stdout and result.stdout.count("create ") == 1
+    with site.db() as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    applied = site.syncd("apply")  # apply migrates, then compares as usual
+    assert applied.returncode == 0, applied.stderr
+    assert len(site.emulator.mailboxes()) == 4
+
+
 def test_address_taken_behind_syncds_back_gets_the_next_template(site: Site) -> None:
     site.write_people([Row("E0", "Grace", "Hopper")])
     assert site.syncd("apply").returncode == 0
