@@ -11,7 +11,11 @@ Tables (see ``MIGRATIONS`` for the exact schema):
   ``quarantined`` (left alone until ``syncd retry`` or the source record changes).
 - ``addresses``: every address syncd ever issued, reserved or saw taken; never issued twice.
 - ``runs``: one row per cycle: times, completeness of the read, counts, outcome.
-- ``meta``: small key/value facts (e.g. that ``syncd adopt`` recorded a baseline).
+- ``blocks``: the blocks of the last read (see :mod:`syncd.stage`); ``people.block`` says which
+  one a person was seen in, ``people.open`` whether the planner must look at them even when
+  their record is unchanged.
+- ``meta``: small key/value facts (e.g. that ``syncd adopt`` recorded a baseline, when the
+  Hybridbox token was last checked).
 
 All writes of a cycle step happen in one transaction (``with state.transaction():``), so a crash
 at any point leaves a state from which the next cycle is correct. Times are UTC ISO-8601 strings.
