@@ -135,6 +135,14 @@ MIGRATIONS: list[str] = [
 # The condition of the people_leaving index, written out so that queries can use the index.
 _LEAVING = "(p.disabled = 1 OR p.missing_count > 0)"
 
+# Whether an address row ``a`` (with its holder ``p``) may not be issued to someone new: all
+# are, but a leaver's address last seen before the cutoff (first parameter; "" holds every
+# address) once they count as a leaver (second parameter: leaver_after_missing).
+_TAKEN = (
+    "NOT (a.status = 'issued' AND p.anchor IS NOT NULL AND p.last_seen < ? "
+    "AND (p.disabled = 1 OR p.missing_count >= ?))"
+)
+
 # Mailbox states that mean "this person has a mailbox".
 HAS_MAILBOX = ("created", "adopted")
 
@@ -149,6 +157,11 @@ def iso(moment: datetime) -> str:
 
 def parse_iso(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _reservation_cutoff(now: datetime, reserve_days: int | None) -> str:
+    """The ``last_seen`` before which a leaver's address is free again ("": never)."""
+    return iso(now - timedelta(days=reserve_days)) if reserve_days is not None else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,15 +428,17 @@ class State:
     ) -> dict[str, bool]:
         """The addresses of these that the state knows, each with whether it is taken (see
         :meth:`taken_addresses`); one known but not taken is a reservation that ended."""
-        cutoff = iso(now - timedelta(days=reserve_days)) if reserve_days is not None else ""
         # One JSON parameter, not an IN list: a single statement text that SQLite compiles once
         # per cycle, however many candidates a batch has.
         rows = self.conn.execute(
-            "SELECT a.address, NOT (a.status = 'issued' AND p.anchor IS NOT NULL "
-            "AND p.last_seen < ? AND (p.disabled = 1 OR p.missing_count >= ?)) "
-            "FROM json_each(?) j CROSS JOIN addresses a ON a.address = j.value "
+            f"SELECT a.address, {_TAKEN} FROM json_each(?) j "
+            "CROSS JOIN addresses a ON a.address = j.value "
             "LEFT JOIN people p ON p.anchor = a.anchor",
-            (cutoff, leaver_after_missing, json.dumps(list(addresses))),
+            (
+                _reservation_cutoff(now, reserve_days),
+                leaver_after_missing,
+                json.dumps(list(addresses)),
+            ),
         )
         return {address: bool(taken) for address, taken in rows}
 
@@ -439,14 +454,13 @@ class State:
         """Like :meth:`known_addresses`, for every known address that starts with one of
         ``starts`` (at most ``limit`` each): one index range per clashing name, where probing
         ``anna.mueller2``, ``anna.mueller3``, ... one by one would take a query per few."""
-        cutoff = iso(now - timedelta(days=reserve_days)) if reserve_days is not None else ""
+        cutoff = _reservation_cutoff(now, reserve_days)
         known: dict[str, bool] = {}
         for start in starts:
             # Addresses are lower-case ASCII; "~" sorts after every character they may hold.
             rows = self.conn.execute(
-                "SELECT a.address, NOT (a.status = 'issued' AND p.anchor IS NOT NULL "
-                "AND p.last_seen < ? AND (p.disabled = 1 OR p.missing_count >= ?)) "
-                "FROM addresses a LEFT JOIN people p ON p.anchor = a.anchor "
+                f"SELECT a.address, {_TAKEN} FROM addresses a "
+                "LEFT JOIN people p ON p.anchor = a.anchor "
                 "WHERE a.address >= ? AND a.address < ? LIMIT ?",
                 (cutoff, leaver_after_missing, start, start + "~", limit),
             )
