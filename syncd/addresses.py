@@ -642,9 +642,11 @@ class _SharedCandidates:
 # Distinct names a CandidateSource remembers the token of: a bound on its memory that the first
 # and last names of a large company stay well within (it starts over when full).
 _NAME_CACHE_MAX = 65536
-# Name pairs whose rendered candidates are shared (~1.5 KB each): the common pairs, where
-# clashes happen, come back soon after a start-over; a 1M-people cycle has ~1M pairs.
-_SHARED_CACHE_MAX = 8192
+# Name pairs whose rendered candidates are shared (~300 bytes for a name used once, more with
+# each clash): 100k people have ~30k pairs, all kept (a pair forgotten and met again costs its
+# rendering once more: half the allocation time at 8192); a 1M-people cycle has ~250k pairs,
+# and the common ones, where clashes happen, come back soon after a start-over.
+_SHARED_CACHE_MAX = 65536
 
 
 class CandidateSource:

@@ -30,6 +30,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -79,6 +80,7 @@ __all__ = [
     "OutcomeUnknown",
     "RequestRefused",
     "RetryBudget",
+    "SentBulk",
     "UnexpectedResponse",
     "classify_code",
     "error_info",
@@ -149,6 +151,16 @@ class RetryBudget:
 
 
 # ------------------------------------------------------------------------------------- client
+
+
+@dataclass(frozen=True, slots=True)
+class SentBulk:
+    """A bulk request that got an answer, not interpreted yet (see ``send_bulk``)."""
+
+    response: httpx.Response
+    domain: str
+    items: Sequence[NewMailbox]
+    what: str
 
 
 class HybridboxClient:
@@ -235,6 +247,15 @@ class HybridboxClient:
         """Create ``items`` in ``domain`` with ONE logical bulk call (retried only when safe)."""
         if not items:
             return BulkResult()
+        return self.read_bulk(self.send_bulk(domain, items))
+
+    def send_bulk(self, domain: str, items: Sequence[NewMailbox]) -> SentBulk:
+        """The network half of :meth:`bulk_create`: send, and read the answer's bytes.
+
+        Raises what sending may (:class:`OutcomeUnknown` when the request may have arrived but
+        no answer came back); :meth:`read_bulk` says what the answer means. Split so that a
+        pipelining caller's network thread does no more than the network.
+        """
         what = f"the bulk create of {len(items)} mailbox(es) in {domain}"
         body = {
             "domain": domain,
@@ -255,7 +276,12 @@ class HybridboxClient:
             resend_safe=False,
             capability="mailbox.create",
         )
-        return self._bulk_answer(response, domain, items, what)
+        return SentBulk(response, domain, items, what)
+
+    def read_bulk(self, sent: SentBulk) -> BulkResult:
+        """What the answer to :meth:`send_bulk` says, item by item (raises
+        :class:`BatchTooLarge` or :class:`OutcomeUnknown` for an answer about the whole)."""
+        return self._bulk_answer(sent.response, sent.domain, sent.items, sent.what)
 
     def get_mailbox(self, id_or_address: str) -> Mailbox | None:
         """The mailbox with this id or full address, or None if Hybridbox answers 404."""

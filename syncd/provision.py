@@ -51,6 +51,7 @@ from syncd.hybridbox import (
     NewMailbox,
     OutcomeUnknown,
     RetryBudget,
+    SentBulk,
 )
 from syncd.logs import event, events, get_logger, progress_bar
 from syncd.model import Person
@@ -68,8 +69,11 @@ MAX_RESENDS = 3
 PROGRESS_EVERY_S = 5.0
 # At most this many address candidates per person are checked in one query while allocating.
 ALLOCATE_LOOKAHEAD_MAX = 16
-# Local parts remembered as taken within a cycle before the memory starts over.
-KNOWN_TAKEN_MAX = 50_000
+# Local parts remembered as taken within a cycle before the memory starts over (~100 bytes each).
+KNOWN_TAKEN_MAX = 200_000
+# A cycle with this many creates per address the state knows (a first provisioning) loads them
+# all up front: then it allocates without a query, as long as nothing is forgotten.
+PRELOAD_PER_CREATE = 4
 
 
 def crashpoint(name: str) -> None:
@@ -167,8 +171,10 @@ class _Queue:
 
 @dataclass(slots=True)
 class _Answer:
-    """What the wire brought back for one batch: exactly one of the three, plus lookups."""
+    """What the wire brought back for one batch: the answer as sent back (``sent``, not read
+    yet), or exactly one of the three that reading it gives, plus lookups."""
 
+    sent: SentBulk | None = None
     result: BulkResult | None = None
     too_large: BatchTooLarge | None = None
     unknown: OutcomeUnknown | None = None
@@ -208,6 +214,8 @@ class Provisioner:
         self._reissued: set[str] = set()
         # First choices whose every known holder is in _known_taken (see _allocate).
         self._learned_starts: set[str] = set()
+        # True while _known_taken holds every address of the domain that may not be issued.
+        self._knows_all = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -299,13 +307,15 @@ class Provisioner:
 
         Pipelined: while batch N is on the wire (a worker thread does its HTTP: the bulk call and
         any lookups the answer calls for), batch N+1 gets its addresses and, in one transaction,
-        is journaled together with the outcomes of batch N-1. So every batch's intents are
+        is journaled together with the outcomes of batch N-1; N+1 is sent as soon as N's answer
+        is in, and N's answer is read while N+1 is on the wire. So every batch's intents are
         committed before it is sent, an answer is recorded one batch later (a crash in between
         leaves intents, resolved by lookup as always), and there is one commit per batch. The
-        database is only ever used from this thread.
+        database is only ever used from this thread, the client only from the worker.
         """
         if not total:
             return
+        self._preload(total)
         queue = _Queue((_Item(person, local_part) for person, local_part in todo), total)
         started = last_progress = time.monotonic()
         flight: tuple[list[_Item], Future[_Answer]] | None = None
@@ -324,19 +334,23 @@ class Provisioner:
                             self._write_intents(batch, secrets.token_hex(6))
                     if batch:
                         crashpoint("after_intents")
+                arrived: tuple[list[_Item], _Answer] | None = None
                 if flight is not None:
                     sent, future = flight
                     flight = None
-                    answer = future.result()
-                    if answer.too_large is not None:  # nothing created: both go again, smaller
-                        self._shrink(sent, answer.too_large)
-                        queue.push_front(sent + batch)
-                        continue
-                    answered = (sent, answer)
+                    arrived = (sent, future.result())
                 if batch:
+                    # On the wire before the last answer is read: the server works meanwhile.
                     context = contextvars.copy_context()  # log lines keep the cycle id
                     flight = (batch, wire.submit(context.run, self._wire, batch))
-                elif answered is None and (queue.empty() or self._stop_requested()):
+                if arrived is not None:
+                    sent, answer = arrived[0], self._interpret(*arrived, wire)
+                    if answer.too_large is not None:  # nothing of it was created: again, smaller
+                        self._shrink(sent, answer.too_large)
+                        queue.push_front(sent)
+                    else:
+                        answered = (sent, answer)
+                elif not batch and answered is None and (queue.empty() or self._stop_requested()):
                     break
                 self._heartbeat()
                 done = total - queue.left
@@ -370,6 +384,19 @@ class Provisioner:
             eta_s=f"{(total - done) / rate:.0f}" if rate else None,
         )
 
+    def _preload(self, total: int) -> None:
+        """Learn every address the state knows when they are few next to the creates to come.
+
+        A first provisioning (the state knows none, or a few from an earlier try) then finds
+        every free address in memory; a cycle with a few new hires in a large state keeps asking
+        the database for its few candidates instead of loading everything for them.
+        """
+        limit = min(PRELOAD_PER_CREATE * total, KNOWN_TAKEN_MAX // 2)
+        if self._knows_all or self.state.address_count(limit + 1) > limit:
+            return
+        self._known_taken |= self._taken_local_parts([""], prefix=True, limit=limit)
+        self._knows_all = True
+
     def _allocate(self, batch: list[_Item]) -> list[_Item]:
         """Give every item without an address the first free candidate; drop the hopeless.
 
@@ -382,6 +409,23 @@ class Provisioner:
         in_batch: set[str] = {i.local_part for i in batch if i.local_part}
         waiting = [(item, self._candidates_of(item)) for item in batch if item.local_part is None]
         known_taken = self._known_taken
+        if self._knows_all:
+            # Every address that may not be issued is in known_taken: no rounds, no queries.
+            for item, candidates in waiting:
+                for candidate in candidates:
+                    if not (
+                        candidate in known_taken
+                        or candidate in in_batch
+                        or candidate in item.excluded
+                    ):
+                        item.local_part = candidate
+                        in_batch.add(candidate)
+                        break
+                else:
+                    self._fail(
+                        item, "no_free_address", "every address candidate is taken", permanent=True
+                    )
+            waiting = []
         # One candidate each at first (usually free: clashes already seen this cycle are skipped
         # locally), more per round for the few whose candidates keep being taken.
         lookahead = 1
@@ -428,6 +472,7 @@ class Provisioner:
             # intents), where the query above finds it. Bounded, a 1M first run stays small.
             known_taken.clear()
             self._learned_starts.clear()
+            self._knows_all = False
         return [item for item in batch if item.local_part is not None]
 
     def _candidates_of(self, item: _Item) -> Iterator[str]:
@@ -437,14 +482,20 @@ class Provisioner:
             preferred = email.rsplit("@", 1)[0].lower()
         return self.candidates.for_person(item.person, preferred, self._known_taken)
 
-    def _taken_local_parts(self, local_parts: Iterable[str], *, prefix: bool = False) -> set[str]:
+    def _taken_local_parts(
+        self, local_parts: Iterable[str], *, prefix: bool = False, limit: int = 5000
+    ) -> set[str]:
         """Which of these local parts (with ``prefix``: which local parts starting with one of
-        these) the state says may not be issued in this domain."""
+        these, at most ``limit`` each) the state says may not be issued in this domain."""
         suffix = "@" + self.domain
         reserve, leaver = self.config.addresses.reserve_days, self.config.sync.leaver_after_missing
         if prefix:
             known = self.state.known_addresses_from(
-                local_parts, self.now, reserve_days=reserve, leaver_after_missing=leaver
+                local_parts,
+                self.now,
+                reserve_days=reserve,
+                leaver_after_missing=leaver,
+                limit=limit,
             )
         else:
             known = self.state.known_addresses(
@@ -511,32 +562,55 @@ class Provisioner:
         )
 
     def _wire(self, batch: list[_Item]) -> _Answer:
-        """Send one journaled batch and make the lookups its answer calls for (worker thread).
+        """Send one journaled batch (worker thread): only the network, so that the thread's
+        turn (and the server's) comes round again as soon as possible.
 
-        Only the network happens here; what it means for the state is decided by
-        :meth:`_handle`, in the thread that owns the database.
+        What the answer says is read by :meth:`_interpret`, and what it means for the state is
+        decided by :meth:`_handle`, both in the thread that owns the database.
         """
-        client, domain = self.client, self.domain
         items = [
             NewMailbox(i.person.first_name, i.person.last_name, i.local_part or "") for i in batch
         ]
         try:
-            result = client.bulk_create(domain, items)
+            return _Answer(sent=self.client.send_bulk(self.domain, items))
+        except OutcomeUnknown as exc:
+            return _Answer(unknown=exc, lookups=self._lookups(batch, range(len(batch))))
+
+    def _interpret(self, batch: list[_Item], answer: _Answer, wire: ThreadPoolExecutor) -> _Answer:
+        """Read a sent batch's answer, and have the lookups it calls for made (no transaction
+        is open).
+
+        The answer is parsed here, not in the network thread, so that the next batch is on the
+        wire meanwhile. Lookups still go through ``wire``: the client is only used by one
+        thread at a time (they are rare: taken addresses, answers without an outcome).
+        """
+        if answer.sent is None:
+            return answer
+        read = _Answer()
+        try:
+            read.result = self.client.read_bulk(answer.sent)
         except BatchTooLarge as exc:
             return _Answer(too_large=exc)
         except OutcomeUnknown as exc:
-            lookups = {n: client.find_by_address(i.local_part or "", domain) for n, i in
-                       enumerate(batch)}  # fmt: skip
-            return _Answer(unknown=exc, lookups=lookups)
-        crashpoint("after_answer")
-        wanted = [f.index for f in result.failed if f.kind is ItemKind.TAKEN]
-        wanted += result.unknown
-        lookups = {
+            read.unknown = exc
+            indexes: list[int] = list(range(len(batch)))
+        else:
+            crashpoint("after_answer")
+            indexes = [f.index for f in read.result.failed if f.kind is ItemKind.TAKEN]
+            indexes += read.result.unknown
+        if indexes:
+            context = contextvars.copy_context()
+            read.lookups = wire.submit(context.run, self._lookups, batch, indexes).result()
+        return read
+
+    def _lookups(self, batch: list[_Item], indexes: Iterable[int]) -> dict[int, Mailbox | None]:
+        """The mailboxes at these items' addresses (by item index)."""
+        client, domain = self.client, self.domain
+        return {
             index: client.find_by_address(batch[index].local_part or "", domain)
-            for index in wanted
+            for index in indexes
             if 0 <= index < len(batch)
         }
-        return _Answer(result=result, lookups=lookups)
 
     def _shrink(self, batch: list[_Item], too_large: BatchTooLarge) -> None:
         if len(batch) == 1:

@@ -398,6 +398,12 @@ class State:
 
     # ---------------------------------------------------------------- addresses
 
+    def address_count(self, at_most: int) -> int:
+        """How many addresses the state knows, counting no further than ``at_most``."""
+        return int(
+            self.scalar("SELECT count(*) FROM (SELECT 1 FROM addresses LIMIT ?)", (at_most,)) or 0
+        )
+
     def taken_addresses(
         self,
         addresses: Iterable[str],

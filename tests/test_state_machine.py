@@ -1,9 +1,10 @@
 """Exactly once as a property: Hypothesis drives people, faults, cycles and crashes at random.
 
-Rules add, rename and remove people, flip emulator faults, run a cycle, or crash one at a named
-point. A crash is simulated in-process by an exception that no code catches (like SIGKILL, it
-skips every ``except`` and leaves the open transaction uncommitted); the SIGKILL itself is
-exercised by tests/test_exactly_once.py. Invariants hold after every step; after a quiet cycle
+Rules add, rename and remove people, flip emulator faults, switch the allocator between asking
+the state and preloading it, run a cycle, or crash one at a named point. A crash is simulated
+in-process by an exception that no code catches (like SIGKILL, it skips every ``except`` and
+leaves the open transaction uncommitted); the SIGKILL itself is exercised by
+tests/test_exactly_once.py. Invariants hold after every step; after a quiet cycle
 the state matches Hybridbox.
 """
 
@@ -46,6 +47,7 @@ FAULTS: list[dict[str, Any]] = [
     {"max_batch": 2},
 ]
 CRASH_POINTS = ["after_intents", "after_send", "after_answer", "mid_batch"]
+PRELOAD_PER_CREATE = syncd.provision.PRELOAD_PER_CREATE
 
 
 class Crash(BaseException):
@@ -136,6 +138,11 @@ class Provisioning(RuleBasedStateMachine):
     def cycle(self) -> None:
         self._cycle()
 
+    @rule(per_create=st.sampled_from([0, PRELOAD_PER_CREATE]))
+    def allocation_path(self, per_create: int) -> None:
+        """Allocate by asking the state (0: unless it knows no address) or from a preload."""
+        syncd.provision.PRELOAD_PER_CREATE = per_create
+
     @rule(point=st.sampled_from(CRASH_POINTS))
     def crash(self, point: str) -> None:
         def crashpoint(name: str) -> None:
@@ -194,6 +201,7 @@ class Provisioning(RuleBasedStateMachine):
             assert {part for _, part in created} == remote, "state and Hybridbox disagree"
             assert set(self.people) <= {anchor for anchor, _ in created}, "someone is missing"
         finally:
+            syncd.provision.PRELOAD_PER_CREATE = PRELOAD_PER_CREATE
             shutil.rmtree(self.root, ignore_errors=True)
 
 
