@@ -38,7 +38,7 @@ from datetime import datetime
 
 import httpx
 
-from syncd import addresses
+from syncd.allocate import Allocator
 from syncd.config import Config
 from syncd.engine import CycleOptions
 from syncd.errors import HybridboxUnavailable, NotAuthorized, SyncdError
@@ -67,13 +67,6 @@ _crash_hits: Counter[str] = Counter()
 # How often one person may be re-sent within a cycle after a lost answer or a collision.
 MAX_RESENDS = 3
 PROGRESS_EVERY_S = 5.0
-# At most this many address candidates per person are checked in one query while allocating.
-ALLOCATE_LOOKAHEAD_MAX = 16
-# Local parts remembered as taken within a cycle before the memory starts over (~100 bytes each).
-KNOWN_TAKEN_MAX = 200_000
-# A cycle with this many creates per address the state knows (a first provisioning) loads them
-# all up front: then it allocates without a query, as long as nothing is forgotten.
-PRELOAD_PER_CREATE = 4
 
 
 def crashpoint(name: str) -> None:
@@ -207,15 +200,7 @@ class Provisioner:
         self.batch_size = config.hybridbox.batch_size
         self.counters: Counter[str] = Counter()
         self.stopped = False
-        self.candidates = addresses.CandidateSource(config.addresses)
-        # Local parts known taken in this cycle (issued by it, or found taken in the state).
-        self._known_taken: set[str] = set()
-        # Addresses the state knows whose reservation ended (issuing one records its history).
-        self._reissued: set[str] = set()
-        # First choices whose every known holder is in _known_taken (see _allocate).
-        self._learned_starts: set[str] = set()
-        # True while _known_taken holds every address of the domain that may not be issued.
-        self._knows_all = False
+        self.allocator = Allocator(config, state, now)
 
     # ------------------------------------------------------------------ helpers
 
@@ -315,7 +300,7 @@ class Provisioner:
         """
         if not total:
             return
-        self._preload(total)
+        self.allocator.preload(total)
         queue = _Queue((_Item(person, local_part) for person, local_part in todo), total)
         started = last_progress = time.monotonic()
         flight: tuple[list[_Item], Future[_Answer]] | None = None
@@ -366,7 +351,12 @@ class Provisioner:
     def _allocate_next(self, queue: _Queue) -> list[_Item]:
         """The next batch, every item with an address; empty when nothing is left."""
         while not queue.empty():
-            batch = self._allocate(queue.take(self.batch_size))
+            batch = queue.take(self.batch_size)
+            for item in self.allocator.allocate(batch):
+                self._fail(
+                    item, "no_free_address", "every address candidate is taken", permanent=True
+                )
+            batch = [item for item in batch if item.local_part is not None]
             if batch:
                 return batch
         return []
@@ -384,136 +374,6 @@ class Provisioner:
             eta_s=f"{(total - done) / rate:.0f}" if rate else None,
         )
 
-    def _preload(self, total: int) -> None:
-        """Learn every address the state knows when they are few next to the creates to come.
-
-        A first provisioning (the state knows none, or a few from an earlier try) then finds
-        every free address in memory; a cycle with a few new hires in a large state keeps asking
-        the database for its few candidates instead of loading everything for them.
-        """
-        limit = min(PRELOAD_PER_CREATE * total, KNOWN_TAKEN_MAX // 2)
-        if self._knows_all or self.state.address_count(limit + 1) > limit:
-            return
-        self._known_taken |= self._taken_local_parts([""], prefix=True, limit=limit)
-        self._knows_all = True
-
-    def _allocate(self, batch: list[_Item]) -> list[_Item]:
-        """Give every item without an address the first free candidate; drop the hopeless.
-
-        The first free candidate, in order, as checking them one by one would find it, but with
-        one query per round for the whole batch (a few candidates per person per round) instead
-        of one per candidate: a large company has many name clashes. Addresses issued or found
-        taken earlier in this cycle are skipped without asking the database again (they stay
-        taken for the rest of the cycle: nobody in it can become a leaver).
-        """
-        in_batch: set[str] = {i.local_part for i in batch if i.local_part}
-        waiting = [(item, self._candidates_of(item)) for item in batch if item.local_part is None]
-        known_taken = self._known_taken
-        if self._knows_all:
-            # Every address that may not be issued is in known_taken: no rounds, no queries.
-            for item, candidates in waiting:
-                for candidate in candidates:
-                    if not (
-                        candidate in known_taken
-                        or candidate in in_batch
-                        or candidate in item.excluded
-                    ):
-                        item.local_part = candidate
-                        in_batch.add(candidate)
-                        break
-                else:
-                    self._fail(
-                        item, "no_free_address", "every address candidate is taken", permanent=True
-                    )
-            waiting = []
-        # One candidate each at first (usually free: clashes already seen this cycle are skipped
-        # locally), more per round for the few whose candidates keep being taken.
-        lookahead = 1
-        while waiting:
-            rounds: list[tuple[_Item, Iterator[str], list[str]]] = []
-            for item, candidates in waiting:
-                picks: list[str] = []
-                for candidate in candidates:
-                    if candidate in known_taken or candidate in item.excluded:
-                        continue
-                    picks.append(candidate)
-                    if len(picks) >= lookahead:
-                        break
-                rounds.append((item, candidates, picks))
-            taken = self._taken_local_parts({c for _, _, picks in rounds for c in picks})
-            known_taken |= taken
-            if lookahead == 1:
-                # A taken first choice (the 40th Anna Müller): learn every address the state
-                # has that starts like it, so the next rounds skip them without asking.
-                # Once per start while what was learned is remembered (known_taken).
-                clashing = {picks[0] for _, _, picks in rounds if picks and picks[0] in taken}
-                clashing -= self._learned_starts
-                if clashing:
-                    self._learned_starts |= clashing
-                    known_taken |= self._taken_local_parts(clashing, prefix=True)
-            lookahead = min(lookahead * 4, ALLOCATE_LOOKAHEAD_MAX)
-            waiting = []
-            for item, candidates, picks in rounds:
-                if not picks:
-                    self._fail(
-                        item, "no_free_address", "every address candidate is taken", permanent=True
-                    )
-                    continue
-                for candidate in picks:
-                    if candidate not in taken and candidate not in in_batch:
-                        item.local_part = candidate
-                        in_batch.add(candidate)
-                        break
-                else:
-                    waiting.append((item, candidates))
-        known_taken |= in_batch
-        if len(known_taken) > KNOWN_TAKEN_MAX:
-            # Only a shortcut: everything in it is in the state too (committed with the
-            # intents), where the query above finds it. Bounded, a 1M first run stays small.
-            known_taken.clear()
-            self._learned_starts.clear()
-            self._knows_all = False
-        return [item for item in batch if item.local_part is not None]
-
-    def _candidates_of(self, item: _Item) -> Iterator[str]:
-        preferred = None
-        email = item.person.email
-        if email and email.lower().endswith("@" + self.domain):
-            preferred = email.rsplit("@", 1)[0].lower()
-        return self.candidates.for_person(item.person, preferred, self._known_taken)
-
-    def _taken_local_parts(
-        self, local_parts: Iterable[str], *, prefix: bool = False, limit: int = 5000
-    ) -> set[str]:
-        """Which of these local parts (with ``prefix``: which local parts starting with one of
-        these, at most ``limit`` each) the state says may not be issued in this domain."""
-        suffix = "@" + self.domain
-        reserve, leaver = self.config.addresses.reserve_days, self.config.sync.leaver_after_missing
-        if prefix:
-            known = self.state.known_addresses_from(
-                local_parts,
-                self.now,
-                reserve_days=reserve,
-                leaver_after_missing=leaver,
-                limit=limit,
-            )
-        else:
-            known = self.state.known_addresses(
-                (local_part + suffix for local_part in local_parts),
-                self.now,
-                reserve_days=reserve,
-                leaver_after_missing=leaver,
-            )
-        taken: set[str] = set()
-        for address, is_taken in known.items():
-            if not address.endswith(suffix):
-                continue  # the same local part in another domain
-            if is_taken:
-                taken.add(address[: -len(suffix)])
-            else:
-                self._reissued.add(address)  # its reservation ended: history when issued
-        return taken
-
     def _write_intents(self, batch: list[_Item], batch_id: str) -> None:
         """Journal a batch as intents, addresses issued (inside a transaction)."""
         conn = self.state.conn
@@ -522,9 +382,8 @@ class Provisioner:
         # An address issued again (its holder left more than reserve_days ago) keeps its
         # earlier holder in address_history, for `syncd addresses`. Only the allocator's
         # "known, reservation ended" addresses can be such; the rest are new or already ours.
-        again = [
-            (stamp, address, anchor) for address, anchor, _ in rows if address in self._reissued
-        ]
+        reissued = set(self.allocator.reissued(address for address, _, _ in rows))
+        again = [(stamp, address, anchor) for address, anchor, _ in rows if address in reissued]
         if again:
             conn.executemany(
                 "INSERT INTO address_history (address, anchor, issued_at, released_at) "
@@ -532,7 +391,6 @@ class Provisioner:
                 "WHERE address = ? AND anchor IS NOT NULL AND anchor != ?",
                 again,
             )
-            self._reissued.difference_update(address for _, address, _ in again)
         conn.executemany(
             "INSERT INTO addresses (address, anchor, status, issued_at) "
             "VALUES (?, ?, 'issued', ?) ON CONFLICT(address) DO UPDATE SET "
@@ -753,7 +611,7 @@ class Provisioner:
         """The address belongs to someone else on Hybridbox: never offer it again."""
         address = self._address(item.local_part or "")
         if item.local_part:
-            self._known_taken.add(item.local_part)
+            self.allocator.note_taken(item.local_part)
         self.state.conn.execute(
             "INSERT INTO addresses (address, anchor, status, issued_at) VALUES (?, NULL, "
             "'taken', ?) ON CONFLICT(address) DO UPDATE SET anchor = NULL, status = 'taken'",

@@ -29,6 +29,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+import syncd.allocate
 import syncd.provision
 from syncd.config import Config, parse_config
 from syncd.engine import CycleOptions, run_cycle
@@ -47,7 +48,7 @@ FAULTS: list[dict[str, Any]] = [
     {"max_batch": 2},
 ]
 CRASH_POINTS = ["after_intents", "after_send", "after_answer", "mid_batch"]
-PRELOAD_PER_CREATE = syncd.provision.PRELOAD_PER_CREATE
+PRELOAD_PER_CREATE = syncd.allocate.PRELOAD_PER_CREATE
 
 
 class Crash(BaseException):
@@ -141,7 +142,7 @@ class Provisioning(RuleBasedStateMachine):
     @rule(per_create=st.sampled_from([0, PRELOAD_PER_CREATE]))
     def allocation_path(self, per_create: int) -> None:
         """Allocate by asking the state (0: unless it knows no address) or from a preload."""
-        syncd.provision.PRELOAD_PER_CREATE = per_create
+        syncd.allocate.PRELOAD_PER_CREATE = per_create
 
     @rule(point=st.sampled_from(CRASH_POINTS))
     def crash(self, point: str) -> None:
@@ -201,7 +202,7 @@ class Provisioning(RuleBasedStateMachine):
             assert {part for _, part in created} == remote, "state and Hybridbox disagree"
             assert set(self.people) <= {anchor for anchor, _ in created}, "someone is missing"
         finally:
-            syncd.provision.PRELOAD_PER_CREATE = PRELOAD_PER_CREATE
+            syncd.allocate.PRELOAD_PER_CREATE = PRELOAD_PER_CREATE
             shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -264,9 +264,13 @@ class Store:
         if not gone:
             return 0
         del self._ordered[keep:]
+        gone_ids = {mailbox.id for mailbox in gone}
+        for domain_id in {mailbox.domain.id for mailbox in gone}:
+            # One pass per domain (list.remove per mailbox made 1,000 of 100k take minutes).
+            mailboxes = self._by_domain[domain_id]
+            mailboxes[:] = [m for m in mailboxes if m.id not in gone_ids]
         for mailbox in gone:
             del self._mailboxes[mailbox.id]
-            self._by_domain[mailbox.domain.id].remove(mailbox)
             for address in (mailbox.address, *mailbox.aliases):
                 if self._addresses.get(address) is mailbox:
                     del self._addresses[address]

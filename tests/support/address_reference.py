@@ -8,7 +8,7 @@ candidates. Regenerate it only when an output change is intended, and review the
 
 Each scenario holds its config and one row per person (bench names in several scripts, many
 clashes): anchor, first and last name, email, the address a first provisioning gives them (one
-shared ``CandidateSource``, a growing taken set, as ``Provisioner._allocate`` uses it) and the
+shared ``CandidateSource``, a growing taken set, as ``Allocator.allocate`` uses it) and the
 first ``FIRST_N`` candidates of ``candidates()`` (the test checks ``CandidateSource.for_person``
 against them too).
 """
