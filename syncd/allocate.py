@@ -28,8 +28,9 @@ from syncd.state import State
 
 # At most this many address candidates per person are checked in one query while allocating.
 ALLOCATE_LOOKAHEAD_MAX = 16
-# Local parts remembered as taken within a cycle before the memory starts over (~100 bytes each).
-KNOWN_TAKEN_MAX = 200_000
+# Local parts remembered as taken within a cycle before the memory starts over (~100 bytes each):
+# a 100k first provisioning never forgets; a 1M one starts over every 120k and then asks the state.
+KNOWN_TAKEN_MAX = 120_000
 # A cycle with this many creates per address the state knows (a first provisioning) loads them
 # all up front: then it allocates without a query, as long as nothing is forgotten.
 PRELOAD_PER_CREATE = 4

@@ -14,6 +14,10 @@ on without reading HTTP itself (see ``/work/shared/hybridbox-api.md``, "Assumpti
   retried), ``ConfigError`` (404 on the account or domain), ``HybridboxUnavailable`` (the retry
   budget ran out, a Retry-After longer than the cap, or an answer syncd cannot use).
 
+A bulk create is one call (``bulk_create``) or, for a caller that pipelines batches, two:
+``send_bulk`` (the network: send, read the answer's bytes) and ``read_bulk`` (what the answer
+says), so that the thread doing the network does nothing else.
+
 Retries: what is safe to resend (GET, PATCH, and a bulk POST that never left or that the server
 refused with 429, or 503 with Retry-After) is resent after a wait charged to the cycle's budget.
 The token is registered as a secret, sent only in the Authorization header, and scrubbed from any
