@@ -24,7 +24,8 @@ diffing a snapshot taken before the run against the file after it: rows inserted
 rows deleted, per table (a rewrite that leaves a row byte-identical is not counted; the temporary
 staging table is not part of the file and not counted).
 
-Cheap runs are repeated (``--repeat``, default 3) and the fastest kept; RSS is the highest seen.
+Cheap runs are repeated (``--repeat``, default 5: the machine is noisy) and the fastest kept; RSS is
+the highest seen.
 The machine is shared and noisy: read the ratios, not the absolute times.
 """
 
@@ -574,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(SCENARIOS),
         help=f"comma-separated, from {','.join(SCENARIOS)} (needed ones are added)",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="runs of the cheap measurements")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of the cheap measurements")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--no-results", action="store_true", help="do not write bench/RESULTS*")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
