@@ -16,6 +16,9 @@ address up on Hybridbox (:meth:`Provisioner.resolve_intents`) before anything ne
 answer that may have been lost (timeout after sending, connection reset, 5xx) is resolved the
 same way at once: look up, record what exists, re-send only what is missing.
 
+How each fact is stored is :mod:`syncd.journal`'s business; how addresses are chosen,
+:mod:`syncd.allocate`'s.
+
 ``SYNCD_TEST_CRASH_AT`` (tests only) names a point where the process kills itself with SIGKILL,
 to prove the above: ``after_intents``, ``after_send`` (request sent, answer not read),
 ``after_answer`` (answer read, not recorded) and ``mid_batch`` (half the outcomes written inside
@@ -53,10 +56,11 @@ from syncd.hybridbox import (
     RetryBudget,
     SentBulk,
 )
+from syncd.journal import Failure, Intent, Journal, Outcome
 from syncd.logs import event, events, get_logger, progress_bar
 from syncd.model import Person
 from syncd.plan import Action, after_failure
-from syncd.state import State, iso, parse_iso
+from syncd.state import State, iso
 
 log = get_logger("syncd.provision")
 
@@ -201,6 +205,7 @@ class Provisioner:
         self.counters: Counter[str] = Counter()
         self.stopped = False
         self.allocator = Allocator(config, state, now)
+        self.journal = Journal(state, self.domain, now)
 
     # ------------------------------------------------------------------ helpers
 
@@ -233,18 +238,15 @@ class Provisioner:
 
     def resolve_intents(self) -> None:
         """Settle every intent left by an interrupted cycle, by looking its address up."""
-        rows = self.state.query(
-            "SELECT m.anchor, m.local_part, m.first_name, m.last_name FROM mailboxes m "
-            "WHERE m.state = 'intent'"
-        )
-        if not rows:
+        intents = self.journal.open_intents()
+        if not intents:
             return
-        event(log, "intent.resolving", count=len(rows))
-        for row in rows:
-            person = Person(row["anchor"], row["first_name"] or "", row["last_name"] or "")
-            mailbox = self.client.find_by_address(row["local_part"], self.domain)
+        event(log, "intent.resolving", count=len(intents))
+        for intent in intents:
+            person = Person(intent.anchor, intent.first_name, intent.last_name)
+            mailbox = self.client.find_by_address(intent.local_part, self.domain)
             with self.state.transaction():
-                self._settle(_Item(person, row["local_part"]), mailbox, origin="intent")
+                self._settle(_Item(person, intent.local_part), mailbox, origin="intent")
             self._heartbeat()
 
     def _settle(self, item: _Item, mailbox: Mailbox | None, *, origin: str) -> bool:
@@ -269,7 +271,7 @@ class Provisioner:
         if mailbox is not None:
             self._mark_collision(item)
         else:
-            self._set_state(item.person.anchor, "pending")
+            self.journal.pending(item.person.anchor)
         event(
             log,
             "intent.resolved" if origin == "intent" else "mailbox.lookup",
@@ -376,48 +378,15 @@ class Provisioner:
 
     def _write_intents(self, batch: list[_Item], batch_id: str) -> None:
         """Journal a batch as intents, addresses issued (inside a transaction)."""
-        conn = self.state.conn
-        stamp = iso(self.now)
-        rows = [(self._address(i.local_part or ""), i.person.anchor, stamp) for i in batch]
+        intents = [
+            Intent(i.person.anchor, i.local_part or "", i.person.first_name, i.person.last_name)
+            for i in batch
+        ]
         # An address issued again (its holder left more than reserve_days ago) keeps its
         # earlier holder in address_history, for `syncd addresses`. Only the allocator's
         # "known, reservation ended" addresses can be such; the rest are new or already ours.
-        reissued = set(self.allocator.reissued(address for address, _, _ in rows))
-        again = [(stamp, address, anchor) for address, anchor, _ in rows if address in reissued]
-        if again:
-            conn.executemany(
-                "INSERT INTO address_history (address, anchor, issued_at, released_at) "
-                "SELECT address, anchor, issued_at, ? FROM addresses "
-                "WHERE address = ? AND anchor IS NOT NULL AND anchor != ?",
-                again,
-            )
-        conn.executemany(
-            "INSERT INTO addresses (address, anchor, status, issued_at) "
-            "VALUES (?, ?, 'issued', ?) ON CONFLICT(address) DO UPDATE SET "
-            "anchor = excluded.anchor, status = 'issued', issued_at = excluded.issued_at "
-            "WHERE addresses.anchor IS NOT excluded.anchor",
-            rows,
-        )
-        conn.executemany(
-            "INSERT INTO mailboxes (anchor, state, local_part, domain, first_name, "
-            "last_name, batch_id, updated_at) VALUES (?, 'intent', ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(anchor) DO UPDATE SET state = 'intent', "
-            "local_part = excluded.local_part, first_name = excluded.first_name, "
-            "last_name = excluded.last_name, batch_id = excluded.batch_id, "
-            "updated_at = excluded.updated_at",
-            [
-                (
-                    i.person.anchor,
-                    i.local_part,
-                    self.domain,
-                    i.person.first_name,
-                    i.person.last_name,
-                    batch_id,
-                    stamp,
-                )
-                for i in batch
-            ],
-        )
+        reissued = set(self.allocator.reissued(self._address(i.local_part) for i in intents))
+        self.journal.intents(intents, batch_id, reissued)
 
     def _wire(self, batch: list[_Item]) -> _Answer:
         """Send one journaled batch (worker thread): only the network, so that the thread's
@@ -553,19 +522,6 @@ class Provisioner:
 
     # ------------------------------------------------------------------ recording
 
-    def _set_state(self, anchor: str, state: str) -> None:
-        self.state.conn.execute(
-            "UPDATE mailboxes SET state = ?, updated_at = ? WHERE anchor = ?",
-            (state, iso(self.now), anchor),
-        )
-
-    _MARK_CREATED_SQL = (
-        "UPDATE mailboxes SET state = ?, mailbox_id = ?, local_part = ?, first_name = ?, "
-        "last_name = ?, attempts = 0, first_failed_at = NULL, next_attempt_at = NULL, "
-        "last_code = NULL, last_message = NULL, failed_digest = NULL, created_at = ?, "
-        "updated_at = ? WHERE anchor = ?"
-    )
-
     def _mark_created(self, item: _Item, mailbox: Mailbox, *, adopted: bool) -> None:
         self._mark_many_created([(item, mailbox)], adopted=adopted)
 
@@ -575,24 +531,20 @@ class Provisioner:
         """Record created (or adopted) mailboxes: one statement for the lot, one line each."""
         if not done:
             return
-        state = "adopted" if adopted else "created"
-        stamp = iso(self.now)
-        self.state.conn.executemany(
-            self._MARK_CREATED_SQL,
+        self.journal.created(
             [
-                (
-                    state,
+                Outcome(
+                    item.person.anchor,
                     mailbox.id,
-                    mailbox.local_part or item.local_part,
+                    mailbox.local_part or item.local_part or "",
                     mailbox.first_name,
                     mailbox.last_name,
-                    stamp,
-                    stamp,
-                    item.person.anchor,
                 )
                 for item, mailbox in done
             ],
+            adopted=adopted,
         )
+        state = "adopted" if adopted else "created"
         self.counters[state] += len(done)
         events(
             log,
@@ -609,34 +561,20 @@ class Provisioner:
 
     def _mark_collision(self, item: _Item) -> None:
         """The address belongs to someone else on Hybridbox: never offer it again."""
-        address = self._address(item.local_part or "")
-        if item.local_part:
-            self.allocator.note_taken(item.local_part)
-        self.state.conn.execute(
-            "INSERT INTO addresses (address, anchor, status, issued_at) VALUES (?, NULL, "
-            "'taken', ?) ON CONFLICT(address) DO UPDATE SET anchor = NULL, status = 'taken'",
-            (address, iso(self.now)),
-        )
-        self.state.conn.execute(
-            "UPDATE mailboxes SET state = 'pending', local_part = NULL, updated_at = ? "
-            "WHERE anchor = ?",
-            (iso(self.now), item.person.anchor),
-        )
+        local_part = item.local_part or ""
+        self.allocator.note_taken(local_part)
+        self.journal.collision(item.person.anchor, local_part)
         event(
             log,
             "address.collision",
             anchor=item.person.anchor,
-            address=address,
+            address=self._address(local_part),
             action="trying the next candidate",
         )
 
     def _fail(self, item: _Item, code: str, message: str, *, permanent: bool) -> None:
         anchor = item.person.anchor
-        row = self.state.conn.execute(
-            "SELECT attempts, first_failed_at FROM mailboxes WHERE anchor = ?", (anchor,)
-        ).fetchone()
-        attempts = int(row["attempts"]) if row else 0
-        first_failed = parse_iso(row["first_failed_at"]) if row and row["first_failed_at"] else None
+        attempts, first_failed = self.journal.failures_so_far(anchor)
         quarantine = self.config.safety.quarantine_after
         decision = after_failure(
             attempts,
@@ -646,31 +584,20 @@ class Provisioner:
             quarantine_attempts=quarantine.attempts,
             quarantine_days=quarantine.days,
         )
-        stamp = iso(self.now)
-        self.state.conn.execute(
-            "INSERT INTO mailboxes (anchor, state, local_part, domain, first_name, last_name, "
-            "attempts, first_failed_at, next_attempt_at, last_code, last_message, "
-            "failed_digest, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(anchor) DO UPDATE SET state = excluded.state, "
-            "attempts = excluded.attempts, first_failed_at = excluded.first_failed_at, "
-            "next_attempt_at = excluded.next_attempt_at, last_code = excluded.last_code, "
-            "last_message = excluded.last_message, failed_digest = excluded.failed_digest, "
-            "updated_at = excluded.updated_at",
-            (
-                anchor,
-                decision.state,
-                item.local_part,
-                self.domain,
-                item.person.first_name,
-                item.person.last_name,
-                decision.attempts,
-                iso(first_failed or self.now),
-                iso(decision.next_attempt_at) if decision.next_attempt_at else None,
-                code,
-                message[:500],
-                item.person.digest,
-                stamp,
-            ),
+        self.journal.failed(
+            Failure(
+                anchor=anchor,
+                local_part=item.local_part,
+                first_name=item.person.first_name,
+                last_name=item.person.last_name,
+                digest=item.person.digest,
+                state=decision.state,
+                attempts=decision.attempts,
+                first_failed_at=first_failed or self.now,
+                next_attempt_at=decision.next_attempt_at,
+                code=code,
+                message=message,
+            )
         )
         self.counters["failed"] += 1
         event(
@@ -711,12 +638,8 @@ class Provisioner:
                     reason=str(exc),
                 )
                 continue
-            with self.state.transaction() as conn:
-                conn.execute(
-                    "UPDATE mailboxes SET first_name = ?, last_name = ?, updated_at = ? "
-                    "WHERE anchor = ?",
-                    (mailbox.first_name, mailbox.last_name, iso(self.now), person.anchor),
-                )
+            with self.state.transaction():
+                self.journal.renamed(person.anchor, mailbox.first_name, mailbox.last_name)
             self.counters["renamed"] += 1
             event(
                 log,
