@@ -34,7 +34,7 @@ KNOWN_TAKEN_MAX = 120_000
 # A cycle with this many creates per address the state knows (a first provisioning) loads them
 # all up front: then it allocates without a query, as long as nothing is forgotten.
 PRELOAD_PER_CREATE = 4
-# Candidates looked at per clashing first choice, in one index range of the state.
+# Known addresses read per clashing first choice (one index range of the state).
 PREFIX_LIMIT = 5000
 
 
@@ -72,10 +72,10 @@ class Allocator:
         """Hybridbox says someone else holds this address: never offer it in this cycle."""
         self._known_taken.add(local_part)
 
-    def reissued(self, addresses: Iterable[str]) -> list[str]:
-        """Which of these (just issued) addresses had an earlier holder whose reservation
-        ended; each is reported once."""
-        again = [address for address in addresses if address in self._reissued]
+    def reissued(self, issued: Iterable[str]) -> list[str]:
+        """Which of these just issued addresses had an earlier holder whose reservation ended;
+        each is reported once."""
+        again = [address for address in issued if address in self._reissued]
         self._reissued.difference_update(again)
         return again
 
