@@ -61,7 +61,7 @@ class Allocator:
         self.candidates = addresses.CandidateSource(config.addresses)
         # Local parts known taken in this cycle (issued by it, or found taken in the state).
         self._known_taken: set[str] = set()
-        # Addresses the state knows whose reservation ended (issuing one records its history).
+        # Local parts the state knows whose reservation ended (issuing one records its history).
         self._reissued: set[str] = set()
         # First choices whose every known holder is in _known_taken (see allocate).
         self._learned_starts: set[str] = set()
@@ -73,9 +73,9 @@ class Allocator:
         self._known_taken.add(local_part)
 
     def reissued(self, issued: Iterable[str]) -> list[str]:
-        """Which of these just issued addresses had an earlier holder whose reservation ended;
-        each is reported once."""
-        again = [address for address in issued if address in self._reissued]
+        """Which of these just issued local parts had an earlier holder whose reservation
+        ended; each is reported once."""
+        again = [local_part for local_part in issued if local_part in self._reissued]
         self._reissued.difference_update(again)
         return again
 
@@ -213,8 +213,9 @@ class Allocator:
         for address, is_taken in known.items():
             if not address.endswith(suffix):
                 continue  # the same local part in another domain
+            local_part = address[: -len(suffix)]
             if is_taken:
-                taken.add(address[: -len(suffix)])
+                taken.add(local_part)
             else:
-                self._reissued.add(address)  # its reservation ended: history when issued
+                self._reissued.add(local_part)  # its reservation ended: history when issued
         return taken

@@ -116,11 +116,15 @@ class Journal:
         ]
 
     def intents(self, batch: Sequence[Intent], batch_id: str, reissued: Container[str]) -> None:
-        """Journal a batch as intents and issue their addresses. ``reissued``: those of the
-        addresses whose earlier holder's reservation ended (their history is kept)."""
+        """Journal a batch as intents and issue their addresses. ``reissued``: the local parts
+        among them whose earlier holder's reservation ended (their history is kept)."""
         conn, stamp = self.state.conn, self.stamp
         issued = [(self.address(i.local_part), i.anchor, stamp) for i in batch]
-        again = [(stamp, address, anchor) for address, anchor, _ in issued if address in reissued]
+        again = [
+            (stamp, address, i.anchor)
+            for (address, _, _), i in zip(issued, batch, strict=True)
+            if i.local_part in reissued
+        ]
         if again:
             conn.executemany(_HISTORY_SQL, again)
         conn.executemany(_ISSUED_SQL, issued)

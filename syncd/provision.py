@@ -209,9 +209,6 @@ class Provisioner:
 
     # ------------------------------------------------------------------ helpers
 
-    def _address(self, local_part: str) -> str:
-        return f"{local_part}@{self.domain}"
-
     def _heartbeat(self) -> None:
         if self.options.heartbeat is not None:
             self.options.heartbeat()
@@ -262,7 +259,7 @@ class Provisioner:
                     log,
                     "intent.resolved",
                     anchor=item.person.anchor,
-                    address=self._address(item.local_part),
+                    address=self.journal.address(item.local_part),
                     found="this person's mailbox",
                     outcome="recorded as created",
                 )
@@ -276,7 +273,7 @@ class Provisioner:
             log,
             "intent.resolved" if origin == "intent" else "mailbox.lookup",
             anchor=item.person.anchor,
-            address=self._address(item.local_part),
+            address=self.journal.address(item.local_part),
             found="other person" if mailbox is not None else "nothing",
             outcome="will be created",
         )
@@ -385,7 +382,7 @@ class Provisioner:
         # An address issued again (its holder left more than reserve_days ago) keeps its
         # earlier holder in address_history, for `syncd addresses`. Only the allocator's
         # "known, reservation ended" addresses can be such; the rest are new or already ours.
-        reissued = set(self.allocator.reissued(self._address(i.local_part) for i in intents))
+        reissued = set(self.allocator.reissued(i.local_part for i in intents))
         self.journal.intents(intents, batch_id, reissued)
 
     def _wire(self, batch: list[_Item]) -> _Answer:
@@ -552,7 +549,7 @@ class Provisioner:
             [
                 {
                     "anchor": item.person.anchor,
-                    "address": mailbox.primary_email or self._address(item.local_part or ""),
+                    "address": mailbox.primary_email or self.journal.address(item.local_part or ""),
                     "mailbox_id": mailbox.id,
                 }
                 for item, mailbox in done
@@ -568,7 +565,7 @@ class Provisioner:
             log,
             "address.collision",
             anchor=item.person.anchor,
-            address=self._address(local_part),
+            address=self.journal.address(local_part),
             action="trying the next candidate",
         )
 
@@ -605,7 +602,7 @@ class Provisioner:
             "mailbox.quarantined" if decision.state == "quarantined" else "mailbox.failed",
             30,
             anchor=anchor,
-            address=self._address(item.local_part) if item.local_part else None,
+            address=self.journal.address(item.local_part) if item.local_part else None,
             code=code,
             message=message[:200],
             attempts=decision.attempts,
