@@ -566,9 +566,42 @@ def _name_candidates(
         if start >= len(each_n):
             start -= len(each_n)
             continue
-        for n in each_n[start:]:
-            yield _fill(template, tokens, n)
+        if template.has_n:
+            yield from _numbered(template, tokens, numbers[start:])
+        else:
+            yield _fill(template, tokens, None)
         start = 0
+
+
+# Stands in for the number while the rest of a numbered template is filled in: not a dot, like
+# the digits it stands for, and no token or literal has it.
+_NUMBER_MARK = "\x00"
+
+
+def _numbered(template: _Template, tokens: _Tokens, numbers: range) -> Iterator[str | None]:
+    """``_fill(template, tokens, n)`` for each n, with the rest of the text filled in once.
+
+    Everything around ``{n}`` is the same for every number, and a number (digits) changes
+    none of ``_fill``'s dot rules around it; so, while the result fits, it is the text before
+    ``{n}``, the number and the text after it: a clashing name's tens of candidates cost a
+    string each instead of a template fill each (the new hires of a large company, issue 5).
+    """
+    first, last, anchor = tokens.first, tokens.last, tokens.anchor
+    usable = not (
+        (template.uses_first and not first)
+        or (template.uses_last and not last)
+        or (template.uses_anchor and not anchor)
+    )
+    if not usable or template.pattern.count("{5}") != 1:
+        for n in numbers:
+            yield _fill(template, tokens, n)
+        return
+    text = template.pattern.format(first, last, first[:1], last[:1], anchor, _NUMBER_MARK)
+    before, after = _DOTS.sub(".", text).strip(".").split(_NUMBER_MARK)
+    room = LOCAL_PART_MAX - len(before) - len(after)
+    for n in numbers:
+        number = str(n)
+        yield before + number + after if len(number) <= room else _fill(template, tokens, n)
 
 
 def _first_name_candidate(

@@ -191,31 +191,18 @@ class Allocator:
         self, local_parts: Iterable[str], *, prefix: bool = False, limit: int = PREFIX_LIMIT
     ) -> set[str]:
         """Which of these local parts (with ``prefix``: which local parts starting with one of
-        these, at most ``limit`` each) the state says may not be issued in this domain."""
-        suffix = "@" + self.domain
+        these, at most ``limit`` per start) the state says may not be issued in this domain."""
         reserve, leaver = self.config.addresses.reserve_days, self.config.sync.leaver_after_missing
         if prefix:
-            known = self.state.known_addresses_from(
-                local_parts,
-                self.now,
-                reserve_days=reserve,
-                leaver_after_missing=leaver,
-                limit=limit,
-            )
+            starts = list(local_parts)
+            known = self.state.known_local_parts_from(
+                starts, self.domain, self.now, reserve_days=reserve,
+                leaver_after_missing=leaver, limit=limit * len(starts),
+            )  # fmt: skip
         else:
-            known = self.state.known_addresses(
-                (local_part + suffix for local_part in local_parts),
-                self.now,
-                reserve_days=reserve,
+            known = self.state.known_local_parts(
+                local_parts, self.domain, self.now, reserve_days=reserve,
                 leaver_after_missing=leaver,
-            )
-        taken: set[str] = set()
-        for address, is_taken in known.items():
-            if not address.endswith(suffix):
-                continue  # the same local part in another domain
-            local_part = address[: -len(suffix)]
-            if is_taken:
-                taken.add(local_part)
-            else:
-                self._reissued.add(local_part)  # its reservation ended: history when issued
-        return taken
+            )  # fmt: skip
+        self._reissued.update(known.free_again)  # their history is kept when issued again
+        return set(known.taken)

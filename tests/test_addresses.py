@@ -22,6 +22,7 @@ from syncd.addresses import (
     _first_name_candidate,
     _is_name_character,
     _name_candidates,
+    _numbered,
     _parse,
     _render,
     _Tokens,
@@ -535,6 +536,34 @@ def test_fill_gives_what_render_gives(
 ) -> None:
     tokens = _Tokens(name_token(first, None), name_token(last, None), anchor_token(anchor))
     assert _fill(_compile(template), tokens, n) == _render(_parse(template), tokens, n)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    first=TOKEN_TEXT,
+    last=TOKEN_TEXT,
+    anchor=TOKEN_TEXT,
+    template=st.sampled_from(
+        [t for templates in TEMPLATE_SETS for t in templates if "{n}" in t]
+        + [
+            ".{n}.{last}.",
+            "{first}..{n}..{last}",
+            "{n}{first}",
+            "{anchor}-{n}",
+            "{n}{n}.{l}",
+            "{first}.{last}.{anchor}{n}",
+        ]
+    ),
+    numbers=st.sampled_from([range(2, 100), range(2, 3), range(50, 1200, 97)]),
+)
+def test_numbered_candidates_are_the_template_filled_in_for_each_number(
+    first: str, last: str, anchor: str, template: str, numbers: range
+) -> None:
+    """The shortcut (the text around {n} filled in once) against filling in every number."""
+    tokens = _Tokens(name_token(first, None), name_token(last, None), anchor_token(anchor))
+    compiled = _compile(template)
+    expected = [_fill(compiled, tokens, n) for n in numbers]
+    assert list(_numbered(compiled, tokens, numbers)) == expected
 
 
 @pytest.mark.parametrize("templates", [*TEMPLATE_SETS, ["{f}{l}", "{l}{f}", "{first}{n}"]])

@@ -153,14 +153,38 @@ def test_known_addresses_from_a_prefix_give_every_holder_and_the_reservations(
             "INSERT INTO addresses (address, anchor, status, issued_at) VALUES (?, ?, ?, ?)",
             (address, anchor, "issued" if anchor else "taken", iso(NOW)),
         )
-    known = state.known_addresses_from(["ann.lee"], NOW, reserve_days=365, leaver_after_missing=3)
-    assert known == {
-        "ann.lee@example.com": True,
-        "ann.lee2@example.com": False,  # its holder left more than reserve_days ago
-        "ann.lee-wong@example.com": True,
-        "ann.leeds@other.org": True,
-    }
-    assert len(state.known_addresses_from(["ann.lee"], NOW, limit=2)) == 2
+    known = state.known_local_parts_from(
+        ["ann.lee"], "example.com", NOW, reserve_days=365, leaver_after_missing=3
+    )
+    # Other domains are left out; the local parts that start with "ann.lee" are all there.
+    assert sorted(known.taken) == ["ann.lee", "ann.lee-wong"]
+    assert known.free_again == ["ann.lee2"]  # its holder left more than reserve_days ago
+    assert len(state.known_local_parts_from(["ann.lee"], "example.com", NOW, limit=2).taken) == 2
+    # Several starts in one query; the limit is for all of them together.
+    both = state.known_local_parts_from(["ann.le", "anna"], "example.com", NOW)
+    assert sorted(both.taken) == ["ann.le", "ann.lee", "ann.lee-wong", "ann.lee2", "anna.lee"]
+    assert state.known_local_parts_from(["bob"], "example.com", NOW) == ([], [])
+
+
+def test_known_local_parts_are_those_of_the_domain(tmp_path: Path) -> None:
+    state = State(tmp_path / "state.db")
+    add_person(state, "LEFT", missing=3)
+    state.conn.execute(
+        "UPDATE people SET last_seen = ? WHERE anchor = 'LEFT'", (iso(NOW - timedelta(days=400)),)
+    )
+    for address, anchor in [("ann@example.com", None), ("bob@other.org", None),
+                            ("old@example.com", "LEFT")]:  # fmt: skip
+        state.conn.execute(
+            "INSERT INTO addresses (address, anchor, status, issued_at) VALUES (?, ?, ?, ?)",
+            (address, anchor, "issued" if anchor else "taken", iso(NOW)),
+        )
+    asked = ["ann", "bob", "old", "new"]
+    known = state.known_local_parts(asked, "example.com", NOW, reserve_days=365)
+    assert known.taken == ["ann"] and known.free_again == ["old"]
+    assert state.known_local_parts(asked, "other.org", NOW).taken == ["bob"]
+    # The answer agrees with the full-address question.
+    full = state.taken_addresses([f"{lp}@example.com" for lp in asked], NOW, reserve_days=365)
+    assert full == {"ann@example.com"}
 
 
 def test_leavers_are_disabled_or_missing_people_with_a_mailbox(tmp_path: Path) -> None:
