@@ -18,11 +18,11 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 from syncd.config import Config
+from syncd.connect import connect
 from syncd.engine import new_cycle_id
 from syncd.hybridbox import Mailbox
 from syncd.logs import cycle_context, event, get_logger
 from syncd.model import ReadReport
-from syncd.provision import connect
 from syncd.source import open_source
 from syncd.stage import stage_source
 from syncd.state import State, StateLock, iso, utcnow

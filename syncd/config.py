@@ -304,7 +304,7 @@ class HybridboxConfig(Section):
 
 
 # Scripts that addresses.fallback_scripts may name: the first word of their letters' Unicode names
-# (see syncd.addresses.script_of). Only used by AddressesConfig.
+# (see syncd.names.script_of). Only used by AddressesConfig.
 FallbackScript = Literal[
     "Han", "Hiragana", "Katakana", "Hangul", "Yi", "Mongolian", "Tibetan",
     "Arabic", "Hebrew", "Syriac", "Thaana", "Ethiopic", "Armenian", "Georgian",

@@ -19,29 +19,22 @@ same way at once: look up, record what exists, re-send only what is missing.
 How each fact is stored is :mod:`syncd.journal`'s business; how addresses are chosen,
 :mod:`syncd.allocate`'s.
 
-``SYNCD_TEST_CRASH_AT`` (tests only) names a point where the process kills itself with SIGKILL,
-to prove the above: ``after_intents``, ``after_send`` (request sent, answer not read),
-``after_answer`` (answer read, not recorded) and ``mid_batch`` (half the outcomes written inside
-the open transaction). ``SYNCD_TEST_CRASH_COUNT=N`` crashes at the Nth time the point is reached.
+Tests kill syncd at the crash points (``SYNCD_TEST_CRASH_AT``): see :mod:`syncd._crash`.
 """
 
 from __future__ import annotations
 
 import contextvars
-import os
 import secrets
-import signal
-import threading
 import time
-from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime
 
-import httpx
-
+from syncd import _crash
 from syncd.allocate import Allocator
+from syncd.batch import Answer, Item, Queue
 from syncd.config import Config
 from syncd.engine import CycleOptions
 from syncd.errors import HybridboxUnavailable, NotAuthorized, SyncdError
@@ -53,8 +46,6 @@ from syncd.hybridbox import (
     Mailbox,
     NewMailbox,
     OutcomeUnknown,
-    RetryBudget,
-    SentBulk,
 )
 from syncd.journal import Failure, Intent, Journal, Outcome
 from syncd.logs import event, events, get_logger, progress_bar
@@ -64,119 +55,9 @@ from syncd.state import State, iso
 
 log = get_logger("syncd.provision")
 
-CRASH_ENV = "SYNCD_TEST_CRASH_AT"
-CRASH_COUNT_ENV = "SYNCD_TEST_CRASH_COUNT"
-_crash_hits: Counter[str] = Counter()
-
 # How often one person may be re-sent within a cycle after a lost answer or a collision.
 MAX_RESENDS = 3
 PROGRESS_EVERY_S = 5.0
-
-
-def crashpoint(name: str) -> None:
-    if os.environ.get(CRASH_ENV) != name:
-        return
-    _crash_hits[name] += 1
-    if _crash_hits[name] >= int(os.environ.get(CRASH_COUNT_ENV, "1")):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-class _CrashAfterSend(httpx.BaseTransport):
-    """Lets a bulk request reach the server, then dies before syncd reads the answer."""
-
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self.inner = inner
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self.inner.handle_request(request)
-        if request.url.path.endswith("/mailboxes/bulk"):
-            crashpoint("after_send")
-        return response
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-def connect(config: Config, stop: threading.Event | None = None) -> HybridboxClient:
-    """A client whose token and domain have been checked (401/403/404 raise here).
-
-    With ``stop``, waits before retries end as soon as it is set (SIGTERM), so a stop never has
-    to outlast a Retry-After storm; the batch in flight stays journaled as intents.
-    """
-    settings = config.hybridbox
-    transport: httpx.BaseTransport | None = None
-    if os.environ.get(CRASH_ENV) == "after_send":
-        transport = _CrashAfterSend(httpx.HTTPTransport())
-
-    def sleep(seconds: float) -> None:
-        if stop is None:
-            time.sleep(seconds)
-        elif stop.wait(seconds):
-            raise HybridboxUnavailable(
-                "stop requested while waiting to retry Hybridbox; the rest is left for the "
-                "next cycle"
-            )
-
-    budget = RetryBudget(settings.retry_budget_s, sleep=sleep)
-    client = HybridboxClient(settings, settings.token(), budget=budget, transport=transport)
-    try:
-        client.check_domain(settings.domain)
-    except BaseException:
-        client.close()
-        raise
-    return client
-
-
-@dataclass(slots=True)
-class _Item:
-    person: Person
-    local_part: str | None = None
-    resends: int = 0
-    # Candidates found taken on Hybridbox during this cycle (rare: no empty set per person).
-    excluded: frozenset[str] = frozenset()
-
-
-class _Queue:
-    """What is left to send: items to send again first, then fresh ones, made on demand."""
-
-    def __init__(self, fresh: Iterator[_Item], total: int) -> None:
-        self._fresh = fresh
-        self._fresh_left = total
-        self._again: deque[_Item] = deque()
-
-    @property
-    def left(self) -> int:
-        return len(self._again) + self._fresh_left
-
-    def empty(self) -> bool:
-        return self.left == 0
-
-    def push_front(self, items: list[_Item]) -> None:
-        self._again.extendleft(reversed(items))
-
-    def take(self, size: int) -> list[_Item]:
-        batch = [self._again.popleft() for _ in range(min(size, len(self._again)))]
-        while len(batch) < size and self._fresh_left:
-            item = next(self._fresh, None)
-            if item is None:  # fewer than announced: someone was settled meanwhile
-                self._fresh_left = 0
-                break
-            batch.append(item)
-            self._fresh_left -= 1
-        return batch
-
-
-@dataclass(slots=True)
-class _Answer:
-    """What the wire brought back for one batch: the answer as sent back (``sent``, not read
-    yet), or exactly one of the three that reading it gives, plus lookups."""
-
-    sent: SentBulk | None = None
-    result: BulkResult | None = None
-    too_large: BatchTooLarge | None = None
-    unknown: OutcomeUnknown | None = None
-    # Addresses looked up because the answer said taken or unknown (by item index).
-    lookups: dict[int, Mailbox | None] = field(default_factory=dict)
 
 
 def _same_person(mailbox: Mailbox, person: Person) -> bool:
@@ -243,10 +124,10 @@ class Provisioner:
             person = Person(intent.anchor, intent.first_name, intent.last_name)
             mailbox = self.client.find_by_address(intent.local_part, self.domain)
             with self.state.transaction():
-                self._settle(_Item(person, intent.local_part), mailbox, origin="intent")
+                self._settle(Item(person, intent.local_part), mailbox, origin="intent")
             self._heartbeat()
 
-    def _settle(self, item: _Item, mailbox: Mailbox | None, *, origin: str) -> bool:
+    def _settle(self, item: Item, mailbox: Mailbox | None, *, origin: str) -> bool:
         """Record what a lookup found for an item. True when it still needs to be sent.
 
         Must be called inside a transaction.
@@ -300,10 +181,10 @@ class Provisioner:
         if not total:
             return
         self.allocator.preload(total)
-        queue = _Queue((_Item(person, local_part) for person, local_part in todo), total)
+        queue = Queue((Item(person, local_part) for person, local_part in todo), total)
         started = last_progress = time.monotonic()
-        flight: tuple[list[_Item], Future[_Answer]] | None = None
-        answered: tuple[list[_Item], _Answer] | None = None  # not recorded yet
+        flight: tuple[list[Item], Future[Answer]] | None = None
+        answered: tuple[list[Item], Answer] | None = None  # not recorded yet
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncd-bulk") as wire:
             while True:
                 # A batch already journaled is always sent and recorded, even after a stop
@@ -317,8 +198,8 @@ class Provisioner:
                         if batch:
                             self._write_intents(batch, secrets.token_hex(6))
                     if batch:
-                        crashpoint("after_intents")
-                arrived: tuple[list[_Item], _Answer] | None = None
+                        _crash.crashpoint("after_intents")
+                arrived: tuple[list[Item], Answer] | None = None
                 if flight is not None:
                     sent, future = flight
                     flight = None
@@ -347,7 +228,7 @@ class Provisioner:
             self.stopped = True
             event(log, "cycle.stopping", reason="stop requested", left=queue.left)
 
-    def _allocate_next(self, queue: _Queue) -> list[_Item]:
+    def _allocate_next(self, queue: Queue) -> list[Item]:
         """The next batch, every item with an address; empty when nothing is left."""
         while not queue.empty():
             batch = queue.take(self.batch_size)
@@ -373,7 +254,7 @@ class Provisioner:
             eta_s=f"{(total - done) / rate:.0f}" if rate else None,
         )
 
-    def _write_intents(self, batch: list[_Item], batch_id: str) -> None:
+    def _write_intents(self, batch: list[Item], batch_id: str) -> None:
         """Journal a batch as intents, addresses issued (inside a transaction)."""
         intents = [
             Intent(i.person.anchor, i.local_part or "", i.person.first_name, i.person.last_name)
@@ -385,7 +266,7 @@ class Provisioner:
         reissued = set(self.allocator.reissued(i.local_part for i in intents))
         self.journal.intents(intents, batch_id, reissued)
 
-    def _wire(self, batch: list[_Item]) -> _Answer:
+    def _wire(self, batch: list[Item]) -> Answer:
         """Send one journaled batch (worker thread): only the network, so that the thread's
         turn (and the server's) comes round again as soon as possible.
 
@@ -396,11 +277,11 @@ class Provisioner:
             NewMailbox(i.person.first_name, i.person.last_name, i.local_part or "") for i in batch
         ]
         try:
-            return _Answer(sent=self.client.send_bulk(self.domain, items))
+            return Answer(sent=self.client.send_bulk(self.domain, items))
         except OutcomeUnknown as exc:
-            return _Answer(unknown=exc, lookups=self._lookups(batch, range(len(batch))))
+            return Answer(unknown=exc, lookups=self._lookups(batch, range(len(batch))))
 
-    def _interpret(self, batch: list[_Item], answer: _Answer, wire: ThreadPoolExecutor) -> _Answer:
+    def _interpret(self, batch: list[Item], answer: Answer, wire: ThreadPoolExecutor) -> Answer:
         """Read a sent batch's answer, and have the lookups it calls for made (no transaction
         is open).
 
@@ -410,16 +291,16 @@ class Provisioner:
         """
         if answer.sent is None:
             return answer
-        read = _Answer()
+        read = Answer()
         try:
             read.result = self.client.read_bulk(answer.sent)
         except BatchTooLarge as exc:
-            return _Answer(too_large=exc)
+            return Answer(too_large=exc)
         except OutcomeUnknown as exc:
             read.unknown = exc
             indexes: list[int] = list(range(len(batch)))
         else:
-            crashpoint("after_answer")
+            _crash.crashpoint("after_answer")
             indexes = [f.index for f in read.result.failed if f.kind is ItemKind.TAKEN]
             indexes += read.result.unknown
         if indexes:
@@ -427,7 +308,7 @@ class Provisioner:
             read.lookups = wire.submit(context.run, self._lookups, batch, indexes).result()
         return read
 
-    def _lookups(self, batch: list[_Item], indexes: Iterable[int]) -> dict[int, Mailbox | None]:
+    def _lookups(self, batch: list[Item], indexes: Iterable[int]) -> dict[int, Mailbox | None]:
         """The mailboxes at these items' addresses (by item index)."""
         client, domain = self.client, self.domain
         return {
@@ -436,7 +317,7 @@ class Provisioner:
             if 0 <= index < len(batch)
         }
 
-    def _shrink(self, batch: list[_Item], too_large: BatchTooLarge) -> None:
+    def _shrink(self, batch: list[Item], too_large: BatchTooLarge) -> None:
         if len(batch) == 1:
             raise HybridboxUnavailable(
                 "Hybridbox refuses even a single-item bulk request as too large"
@@ -454,7 +335,7 @@ class Provisioner:
             note="kept for the rest of this cycle",
         )
 
-    def _handle(self, batch: list[_Item], answer: _Answer) -> list[_Item]:
+    def _handle(self, batch: list[Item], answer: Answer) -> list[Item]:
         """Record one batch's answer (inside a transaction); the items to send again."""
         if answer.unknown is not None:
             event(
@@ -473,7 +354,7 @@ class Provisioner:
         assert answer.result is not None
         return self._record(batch, answer.result, answer.lookups)
 
-    def _limit_resends(self, items: list[_Item]) -> list[_Item]:
+    def _limit_resends(self, items: list[Item]) -> list[Item]:
         again = []
         for item in items:
             item.resends += 1
@@ -482,18 +363,18 @@ class Provisioner:
         return again
 
     def _record(
-        self, batch: list[_Item], result: BulkResult, lookups: dict[int, Mailbox | None]
-    ) -> list[_Item]:
+        self, batch: list[Item], result: BulkResult, lookups: dict[int, Mailbox | None]
+    ) -> list[Item]:
         """Record a bulk answer (inside a transaction); the items to send again.
 
         The lookups were made by _wire: no network I/O while the database is locked.
         """
-        again: list[_Item] = []
+        again: list[Item] = []
         done = [(batch[c.index], c.mailbox) for c in result.created if 0 <= c.index < len(batch)]
         halfway = max(1, len(batch) // 2)
         self._mark_many_created(done[:halfway])
         if len(done) >= halfway:
-            crashpoint("mid_batch")
+            _crash.crashpoint("mid_batch")
         self._mark_many_created(done[halfway:])
         for failure in result.failed:
             if not 0 <= failure.index < len(batch):
@@ -519,11 +400,11 @@ class Provisioner:
 
     # ------------------------------------------------------------------ recording
 
-    def _mark_created(self, item: _Item, mailbox: Mailbox, *, adopted: bool) -> None:
+    def _mark_created(self, item: Item, mailbox: Mailbox, *, adopted: bool) -> None:
         self._mark_many_created([(item, mailbox)], adopted=adopted)
 
     def _mark_many_created(
-        self, done: list[tuple[_Item, Mailbox]], *, adopted: bool = False
+        self, done: list[tuple[Item, Mailbox]], *, adopted: bool = False
     ) -> None:
         """Record created (or adopted) mailboxes: one statement for the lot, one line each."""
         if not done:
@@ -556,7 +437,7 @@ class Provisioner:
             ],
         )
 
-    def _mark_collision(self, item: _Item) -> None:
+    def _mark_collision(self, item: Item) -> None:
         """The address belongs to someone else on Hybridbox: never offer it again."""
         local_part = item.local_part or ""
         self.allocator.note_taken(local_part)
@@ -569,7 +450,7 @@ class Provisioner:
             action="trying the next candidate",
         )
 
-    def _fail(self, item: _Item, code: str, message: str, *, permanent: bool) -> None:
+    def _fail(self, item: Item, code: str, message: str, *, permanent: bool) -> None:
         anchor = item.person.anchor
         attempts, first_failed = self.journal.failures_so_far(anchor)
         quarantine = self.config.safety.quarantine_after

@@ -1,4 +1,7 @@
-"""Local parts from names: transliteration, tokens, templates, candidates and choice."""
+"""Local parts from names: templates, candidates and choice, and the locales end to end.
+
+The name tokens themselves (transliteration, scripts, the name filter): tests/test_names.py.
+"""
 
 from __future__ import annotations
 
@@ -12,33 +15,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd.addresses import (
-    _LOCALE_TABLES,
-    _LOCALE_TRANSLATIONS,
-    _PLAIN_NAME,
     LOCAL_PART_MAX,
     CandidateSource,
     _compile,
     _fill,
     _first_name_candidate,
-    _is_name_character,
     _name_candidates,
     _numbered,
     _parse,
     _render,
     _Tokens,
-    anchor_token,
     candidates,
     choose,
     is_valid_local_part,
-    name_token,
     render,
-    script_of,
     template_problem,
-    transliterate,
 )
 from syncd.config import AddressesConfig, parse_config
 from syncd.errors import ConfigError
 from syncd.model import Person
+from syncd.names import anchor_token, name_token, transliterate
 from tests.support import address_reference
 
 
@@ -83,11 +79,6 @@ def test_without_german_locale_umlauts_lose_their_dots() -> None:
     assert first_candidate("Jürgen", "Müller", "en") == "jurgen.muller"
 
 
-def test_decomposed_input_is_normalized_before_the_table() -> None:
-    decomposed = "Mu\u0308ller"  # u + combining diaeresis, as some HR exports write it
-    assert transliterate(decomposed, "de") == "Mueller"
-
-
 def test_french() -> None:
     assert transliterate("Éloïse Françoise Lœwe Æsa Hélène Noël", "fr") == (
         "Eloise Francoise Loewe Aesa Helene Noel"
@@ -99,10 +90,6 @@ def test_french() -> None:
 def test_danish_and_norwegian_spell_out_ae_oe_aa(locale: str) -> None:
     assert transliterate("Søren Ærø Åse", locale) == "Soeren Aeroe Aase"
     assert first_candidate("Bjørn", "Håland", locale) == "bjoern.haaland"
-
-
-def test_nordic_letters_without_locale_use_the_plain_forms() -> None:
-    assert transliterate("Søren Ærø Åse", None) == "Soren Aero Ase"
 
 
 @pytest.mark.parametrize("locale", ["sv", "fi", "sv_FI"])
@@ -133,57 +120,6 @@ def test_other_scripts_go_through_anyascii() -> None:
     assert first_candidate("Nguyễn", "Đức") == "nguyen.duc"
     assert first_candidate("さとう", "ゆき") == "satou.yuki"  # kana is not ambiguous
     assert first_candidate("Łukasz", "Dvořák") == "lukasz.dvorak"
-
-
-def test_transliterate_is_ascii_and_idempotent() -> None:
-    once = transliterate("Ærø Þór Παπαδόπουλος Щука 王", "da")
-    assert once.isascii()
-    assert transliterate(once, "da") == once
-
-
-# -------------------------------------------------------------------------------- name tokens
-
-
-@pytest.mark.parametrize(
-    ("name", "token"),
-    [
-        ("O'Brien", "obrien"),
-        ("D’Angelo", "dangelo"),  # typographic apostrophe
-        ("van der Berg", "vanderberg"),
-        ("Mary Ann", "maryann"),
-        ("St. John", "stjohn"),
-        ("Jean-Luc", "jean-luc"),
-        ("Jean -- Luc", "jean-luc"),
-        ("Smith–Jones", "smith-jones"),  # en dash
-        ("-Anne-", "anne"),
-        ("  José  María ", "josemaria"),
-        ("John 😀", "john"),  # anyascii would spell the emoji ":grinning:"
-        ("Ann ©", "ann"),
-        ("Louis 14", "louis14"),
-        ("😀", ""),
-        ("'", ""),
-        ("---", ""),
-        ("", ""),
-    ],
-)
-def test_name_token(name: str, token: str) -> None:
-    assert name_token(name, None) == token
-
-
-def test_name_token_uses_the_locale() -> None:
-    assert name_token("Groß-Schäfer", "de") == "gross-schaefer"
-
-
-def test_anchor_token() -> None:
-    assert anchor_token("E-1234") == "e-1234"
-    assert anchor_token("5F3A9C1E-0B7D-4C2A-9E61-2D4F8A0B6C13") == (
-        "5f3a9c1e-0b7d-4c2a-9e61-2d4f8a0b6c13"
-    )
-    assert anchor_token("..a..b..") == "a.b"
-    # Nothing usable: a stable short hash instead, never empty.
-    assert anchor_token("+/=") == anchor_token("+/=")
-    assert anchor_token("+/=").startswith("id")
-    assert anchor_token("+/=") != anchor_token("==")
 
 
 # ----------------------------------------------------------------------------------- render
@@ -313,18 +249,6 @@ def test_fallback_scripts_are_configurable() -> None:
     assert next(candidates(person("민준", "김", anchor="K1"), config)) == "user.k1"
     assert next(candidates(person("محمد", "علي", anchor="A1"), config)) == "user.a1"
     assert next(candidates(person("Ольга", "Ли", anchor="R1"), config)) == "olga.li"
-
-
-def test_script_of() -> None:
-    assert script_of("王") == "Han"
-    assert script_of("々") == "Han"
-    assert script_of("\U0002000b") == "Han"
-    assert script_of("さ") == "Hiragana"
-    assert script_of("ｻ") == "Katakana"  # halfwidth
-    assert script_of("Ж") == "Cyrillic"
-    assert script_of("a") == "Latin"
-    assert script_of("1") is None
-    assert script_of("😀") is None
 
 
 @pytest.mark.parametrize(("first", "last"), [("😀", "🎉"), ("'", "-"), ("©", "Lee")])
@@ -474,18 +398,6 @@ def test_every_candidate_is_valid_and_none_repeats(
     assert got == list(candidates(who, config, preferred=preferred, max_n=max_n))
 
 
-@settings(max_examples=300, deadline=None)
-@given(text=st.text(max_size=60), locale=st.sampled_from(LOCALES))
-def test_tokens_are_deterministic_and_idempotent(text: str, locale: str | None) -> None:
-    latin = transliterate(text, locale)
-    assert latin.isascii()
-    assert transliterate(latin, locale) == latin
-    token = name_token(text, locale)
-    assert token == "" or (set(token) <= set("abcdefghijklmnopqrstuvwxyz0123456789-"))
-    assert not token.startswith("-") and not token.endswith("-") and "--" not in token
-    assert name_token(token, locale) == token
-
-
 # ----------------------------------------------------------------------- reference candidates
 
 REFERENCE = json.loads(Path(address_reference.PATH).read_text(encoding="utf-8"))
@@ -579,25 +491,3 @@ def test_name_candidates_resume_where_asked(templates: list[str], max_n: int) ->
     assert value == first_usable[0]
     if value is not None:
         assert every[given - 1] == value and value not in every[: given - 1]
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.characters(max_codepoint=0x2100), max_size=20))
-def test_plain_name_pattern_only_matches_names_the_filter_keeps_whole(text: str) -> None:
-    if _PLAIN_NAME.fullmatch(text) is not None:
-        assert all(_is_name_character(char) for char in text)
-
-
-def test_plain_name_pattern_covers_the_usual_letters() -> None:
-    assert _PLAIN_NAME.fullmatch("Müller-Lüdenscheidt O'Brien Jr. Nguyễn Παπαδόπουλος Ольга")
-    assert not _PLAIN_NAME.fullmatch("Ann 😀")
-    assert not _PLAIN_NAME.fullmatch("Ann\u00a9")  # ©: a symbol, dropped by the filter
-
-
-@pytest.mark.parametrize("language", sorted(_LOCALE_TABLES))
-def test_locale_translations_are_the_tables(language: str) -> None:
-    table = _LOCALE_TABLES[language]
-    text = "".join(table) + " Ann Œ Ÿ ÿ"
-    assert text.translate(_LOCALE_TRANSLATIONS[language]) == "".join(
-        table.get(char, char) for char in text
-    )

@@ -14,10 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import syncd.allocate
+from syncd.batch import Item
 from syncd.config import parse_config
 from syncd.engine import CycleOptions
 from syncd.model import Person
-from syncd.provision import Provisioner, _Item
+from syncd.provision import Provisioner
 from syncd.state import State, iso, utcnow
 
 HELD_PARTS = st.sampled_from(["ann.lee", "ann.lee2", "ann.lee3", "bo.day", "zoe.gross"])
@@ -85,7 +86,7 @@ def _allocations(
     hopeless: list[str] = []
     for start in range(0, len(hires), 3):
         batch = [
-            _Item(Person(f"N{start + i}", first, last))
+            Item(Person(f"N{start + i}", first, last))
             for i, (first, last) in enumerate(hires[start : start + 3])
         ]
         with state.transaction():

@@ -18,18 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd import addresses
-from syncd.addresses import (
-    _DASHES,
-    _NOT_TOKEN,
-    CandidateSource,
-    _is_name_character,
-    candidates,
-    name_token,
-    transliterate,
-)
+from syncd.addresses import CandidateSource, candidates
 from syncd.config import AddressesConfig
 from syncd.logs import LogFileHandler, event, get_logger
 from syncd.model import Person
+from syncd.names import _DASHES, _NOT_TOKEN, _is_name_character, name_token, transliterate
 
 NAMES = st.text(
     alphabet=st.sampled_from(list("AnaMüllerØsteO'Brien -.Παπαδόπουλος王芳_+1")), max_size=12

@@ -29,8 +29,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+import syncd._crash
 import syncd.allocate
-import syncd.provision
 from syncd.config import Config, parse_config
 from syncd.engine import CycleOptions, run_cycle
 from syncd.errors import SyncdError
@@ -150,16 +150,16 @@ class Provisioning(RuleBasedStateMachine):
             if name == point:
                 raise Crash(name)
 
-        original = syncd.provision.crashpoint
-        syncd.provision.crashpoint = crashpoint
-        os.environ[syncd.provision.CRASH_ENV] = point
+        original = syncd._crash.crashpoint
+        syncd._crash.crashpoint = crashpoint
+        os.environ[syncd._crash.CRASH_ENV] = point
         try:
             run_cycle(self.config, CycleOptions(mode="apply"))
         except (Crash, SyncdError):
             pass
         finally:
-            syncd.provision.crashpoint = original
-            del os.environ[syncd.provision.CRASH_ENV]
+            syncd._crash.crashpoint = original
+            del os.environ[syncd._crash.CRASH_ENV]
 
     def _state_rows(self, sql: str) -> list[Any]:
         path = self.config.state.path

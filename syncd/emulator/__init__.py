@@ -5,8 +5,9 @@ When it is listening it prints exactly one line to stdout (fixtures read the por
 
     hybridbox-emulator listening on http://127.0.0.1:8080 account=<uuid> domains=example.com
 
-and it stops cleanly (exit status 0) on SIGTERM or SIGINT. The routes, fault switches and admin
-API are described in :mod:`syncd.emulator.app` and :mod:`syncd.emulator.faults`.
+and it stops cleanly (exit status 0) on SIGTERM or SIGINT. The routes are listed in
+:mod:`syncd.emulator.app`, the order in which faults strike in :mod:`syncd.emulator.pipeline`, the
+admin API in :mod:`syncd.emulator.admin` and the fault switches in :mod:`syncd.emulator.faults`.
 """
 
 from __future__ import annotations

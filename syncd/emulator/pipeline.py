@@ -1,0 +1,195 @@
+"""The steps every public request goes through around its route handler, and the error answers.
+
+Every public request goes through :meth:`PublicPipeline.run` in this order (each step can end it):
+
+1. ``latency_ms`` sleep;
+2. ``rate_limit_every`` → 429 with ``Retry-After``;
+3. ``drop_rate`` → the connection is closed with no HTTP answer, nothing is applied;
+4. ``unavailable_rate`` → 503 with ``Retry-After``; 5. ``error_rate`` → 500 (before any write);
+6. bearer token → 401; account id → 404 ``account_not_found``;
+7. the route itself (``forbid_create`` → 403, ``max_batch`` → 413, validation, per-item
+   ``fail_rate`` in bulk);
+8. after a write route answered 2xx (the write is applied): ``drop_after_write_rate`` → connection
+   closed; ``error_after_write_rate`` → 500; ``timeout_after_write_rate`` → no answer for ``hang_s``
+   seconds (or until the client hangs up), then the normal answer.
+
+Steps 1-5 and 8 apply only to routes named in ``fault_routes`` (all when empty). Handlers are
+synchronous, so one request's store changes are never interleaved with another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from syncd.emulator.calls import ApiError, Call, Handler, json_response
+from syncd.emulator.faults import WRITE_ROUTES
+from syncd.emulator.state import EmulatorState
+from syncd.emulator.stats import RequestRecord
+from syncd.logs import event, get_logger
+
+log = get_logger("syncd.emulator")
+
+# Closes the connection of the request from this client address without an HTTP answer;
+# returns False when the server cannot do that (then the emulator answers 500 instead).
+ConnectionAborter = Callable[[tuple[str, int] | None], bool]
+
+
+class PublicPipeline:
+    """Runs one public request: faults, authorization, the handler, statistics, the answer."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self._state = state
+        # Set by the server once it can abort connections (see syncd.emulator.server).
+        self.abort_connection: ConnectionAborter = lambda client: False
+
+    async def run(self, route: str, request: Request, handler: Handler) -> Response:
+        state = self._state
+        state.seq += 1
+        record = RequestRecord(
+            seq=state.seq,
+            route=route,
+            method=request.method,
+            path=request.url.path,
+            status=0,
+            fault=None,
+            authorized=False,
+            idempotency_key=request.headers.get("idempotency-key"),
+        )
+        faults = state.faults
+        faulted = faults.applies_to(route)
+        settings = faults.settings
+        if faulted:
+            if settings.latency_ms > 0:
+                await asyncio.sleep(settings.latency_ms / 1000)
+            if faults.rate_limited():
+                return self._finish(record, self._throttle(429, "rate_limited"), "rate_limit")
+            if faults.roll(settings.drop_rate):
+                return await self._drop(request, record, "drop")
+            if faults.roll(settings.unavailable_rate):
+                return self._finish(record, self._throttle(503, "unavailable"), "unavailable")
+            if faults.roll(settings.error_rate):
+                return self._finish(record, self._internal_error(), "error")
+        try:
+            self._authorize(request, record)
+            body = await self._json_body(request) if request.method in ("POST", "PATCH") else None
+            reply = handler(Call(dict(request.path_params), request.query_params, body, record))
+        except ApiError as exc:
+            return self._finish(record, self._error_response(exc))
+        if faulted and route in WRITE_ROUTES and 200 <= reply.status < 300:
+            if faults.roll(settings.drop_after_write_rate):
+                return await self._drop(request, record, "drop_after_write")
+            if faults.roll(settings.error_after_write_rate):
+                return self._finish(record, self._internal_error(), "error_after_write")
+            if faults.roll(settings.timeout_after_write_rate):
+                response = self._finish(record, json_response(reply), "timeout_after_write")
+                await self._hang(request, settings.hang_s)
+                return response
+        return self._finish(record, json_response(reply))
+
+    def _finish(
+        self, record: RequestRecord, response: Response, fault: str | None = None
+    ) -> Response:
+        record.status = response.status_code
+        record.fault = fault
+        self._state.stats.record(record)
+        return response
+
+    def _authorize(self, request: Request, record: RequestRecord) -> None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), self._state.token
+        ):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "missing or invalid bearer token",
+                headers={"WWW-Authenticate": 'Bearer realm="hybridbox"'},
+            )
+        record.authorized = True
+        if request.path_params.get("account_id", "").lower() != self._state.account_id:
+            raise ApiError(404, "account_not_found", "no such account for this token")
+
+    async def _json_body(self, request: Request) -> Any:
+        raw = await request.body()
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(
+                400, "invalid_json", f"the request body is not valid JSON: {exc}"
+            ) from exc
+
+    async def _drop(self, request: Request, record: RequestRecord, fault: str) -> Response:
+        if not self.abort_connection(request.client):
+            event(log, "emulator.drop_unsupported", logging.ERROR, route=record.route)
+            return self._finish(
+                record,
+                self._error_response(
+                    ApiError(500, "internal_error", "the emulator could not drop this connection")
+                ),
+                fault,
+            )
+        record.status = "dropped"
+        record.fault = fault
+        self._state.stats.record(record)
+        # Wait until the server has noticed the closed socket, so that it sends nothing itself.
+        await _wait_for_disconnect(request, timeout=1.0)
+        return Response(status_code=204)  # never sent: the connection is gone
+
+    async def _hang(self, request: Request, seconds: float) -> None:
+        await _wait_for_disconnect(request, timeout=seconds)
+
+    # ================================================================ error answers
+
+    def _throttle(self, status: int, code: str) -> Response:
+        settings = self._state.faults.settings
+        if settings.retry_after_http_date:
+            retry_after = formatdate(time.time() + settings.retry_after, usegmt=True)
+        else:
+            retry_after = str(settings.retry_after)
+        message = (
+            "too many requests, slow down"
+            if status == 429
+            else "the service is temporarily unavailable"
+        )
+        return self._error_response(
+            ApiError(status, code, message, headers={"Retry-After": retry_after})
+        )
+
+    def _internal_error(self) -> Response:
+        return self._error_response(ApiError(500, "internal_error", "an internal error occurred"))
+
+    def _error_response(self, exc: ApiError) -> Response:
+        extra = dict(exc.extra)
+        headers: dict[str, str] = extra.pop("headers", {})
+        style = self._state.faults.settings.error_body
+        if style == "detail":
+            return JSONResponse({"detail": exc.message}, exc.status, headers)
+        if style == "text":
+            return Response(f"{exc.code}: {exc.message}\n", exc.status, headers, "text/plain")
+        if style == "html":
+            page = f"<html><body><h1>{exc.status} {exc.code}</h1></body></html>\n"
+            return Response(page, exc.status, headers, "text/html")
+        error = {"code": exc.code, "message": exc.message, **extra}
+        return JSONResponse({"error": error}, exc.status, headers)
+
+
+async def _wait_for_disconnect(request: Request, timeout: float) -> None:
+    """Return when the client has gone away, or after ``timeout`` seconds."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(disconnected(), timeout)
