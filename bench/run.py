@@ -469,7 +469,9 @@ def markdown(results: Results) -> str:
         "copy does. A steady-state cycle does not contact Hybridbox (its last token check, by "
         "the run before, is younger than `hybridbox.check_every`).\n\n"
         f"{head}{body}\nFloors (fastest of the repeats; the work itself without start-up, except "
-        "`startup`, which is a whole `python -c 'import syncd...'` process):\n\n"
+        "`startup`, which is a whole `python -c 'import syncd...'` process; the httpx floors "
+        "read the rows and build the bodies inside the timed loop, and `httpx-newhires` skips "
+        "the 100k rows before the new hires before its clock starts):\n\n"
         f"{floors}"
     )
 
