@@ -10,7 +10,7 @@ by one against the state would find it, but without a query per candidate:
 - otherwise each round asks the state about a few candidates per person in one query, and a
   taken first choice (the 40th Anna Müller) loads every known address that starts like it.
 
-What the state says about an address is :meth:`syncd.state.State.known_addresses`: taken, or
+What the state says about an address is :meth:`syncd.state.State.known_local_parts`: taken, or
 known but free again (its holder left more than ``addresses.reserve_days`` ago). Issuing one of
 the latter records its earlier holder in ``address_history`` (see :meth:`Allocator.reissued`).
 """
@@ -191,7 +191,7 @@ class Allocator:
         self, local_parts: Iterable[str], *, prefix: bool = False, limit: int = PREFIX_LIMIT
     ) -> set[str]:
         """Which of these local parts (with ``prefix``: which local parts starting with one of
-        these, at most ``limit`` per start) the state says may not be issued in this domain."""
+        these, ``limit`` per start on average) the state says may not be issued in this domain."""
         reserve, leaver = self.config.addresses.reserve_days, self.config.sync.leaver_after_missing
         if prefix:
             starts = list(local_parts)

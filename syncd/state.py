@@ -435,33 +435,18 @@ class State:
         last seen more than ``reserve_days`` ago is free again (Hybridbox still has the final
         word: if the mailbox was not deleted there, the create reports it taken).
         """
-        known = self.known_addresses(
-            addresses, now, reserve_days=reserve_days, leaver_after_missing=leaver_after_missing
-        )
-        return {address for address, taken in known.items() if taken}
-
-    def known_addresses(
-        self,
-        addresses: Iterable[str],
-        now: datetime,
-        *,
-        reserve_days: int | None = None,
-        leaver_after_missing: int = 3,
-    ) -> dict[str, bool]:
-        """The addresses of these that the state knows, each with whether it is taken (see
-        :meth:`taken_addresses`); one known but not taken is a reservation that ended."""
-        # One JSON parameter, not an IN list: a single statement text that SQLite compiles once
-        # per cycle, however many candidates a batch has.
+        # One JSON parameter, not an IN list: a single statement text that SQLite compiles once,
+        # however many addresses are asked about.
         rows = self.conn.execute(
-            f"SELECT a.address, {_TAKEN} FROM json_each(?) j "
-            f"CROSS JOIN addresses a ON a.address = j.value {_HOLDER_IF_LEAVING}",
+            "SELECT a.address FROM json_each(?) j CROSS JOIN addresses a ON a.address = j.value "
+            f"{_HOLDER_IF_LEAVING} WHERE {_TAKEN}",
             (
+                json.dumps(list(addresses)),
                 _reservation_cutoff(now, reserve_days),
                 leaver_after_missing,
-                json.dumps(list(addresses)),
             ),
         )
-        return {address: bool(taken) for address, taken in rows}
+        return {address for (address,) in rows}
 
     def known_local_parts(
         self,
@@ -472,8 +457,9 @@ class State:
         reserve_days: int | None = None,
         leaver_after_missing: int = 3,
     ) -> KnownLocalParts:
-        """:meth:`known_addresses` for local parts in one domain (the allocator's question,
-        hundreds of them per batch)."""
+        """The allocator's question (hundreds of local parts per batch, in one domain): which of
+        these the state knows, split into taken (see :meth:`taken_addresses`) and free again (a
+        leaver's reservation that ended)."""
         return self._grouped(
             f"SELECT j.value AS local_part, {_TAKEN} AS taken FROM json_each(?) j "
             f"CROSS JOIN addresses a ON a.address = j.value || ? {_HOLDER_IF_LEAVING}",

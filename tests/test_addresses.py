@@ -431,11 +431,20 @@ TOKEN_TEXT = st.lists(
 ).map("".join)
 
 
+# Name tokens as name_token and anchor_token make them from such text.
+TOKENS = st.builds(
+    lambda first, last, anchor: _Tokens(
+        name_token(first, None), name_token(last, None), anchor_token(anchor)
+    ),
+    TOKEN_TEXT,
+    TOKEN_TEXT,
+    TOKEN_TEXT,
+)
+
+
 @settings(max_examples=400, deadline=None)
 @given(
-    first=TOKEN_TEXT,
-    last=TOKEN_TEXT,
-    anchor=TOKEN_TEXT,
+    tokens=TOKENS,
     template=st.sampled_from(
         [t for templates in TEMPLATE_SETS for t in templates]
         + FALLBACKS
@@ -443,18 +452,13 @@ TOKEN_TEXT = st.lists(
     ),
     n=st.none() | st.integers(min_value=0, max_value=120),
 )
-def test_fill_gives_what_render_gives(
-    first: str, last: str, anchor: str, template: str, n: int | None
-) -> None:
-    tokens = _Tokens(name_token(first, None), name_token(last, None), anchor_token(anchor))
+def test_fill_gives_what_render_gives(tokens: _Tokens, template: str, n: int | None) -> None:
     assert _fill(_compile(template), tokens, n) == _render(_parse(template), tokens, n)
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    first=TOKEN_TEXT,
-    last=TOKEN_TEXT,
-    anchor=TOKEN_TEXT,
+    tokens=TOKENS,
     template=st.sampled_from(
         [t for templates in TEMPLATE_SETS for t in templates if "{n}" in t]
         + [
@@ -469,10 +473,9 @@ def test_fill_gives_what_render_gives(
     numbers=st.sampled_from([range(2, 100), range(2, 3), range(50, 1200, 97)]),
 )
 def test_numbered_candidates_are_the_template_filled_in_for_each_number(
-    first: str, last: str, anchor: str, template: str, numbers: range
+    tokens: _Tokens, template: str, numbers: range
 ) -> None:
     """The shortcut (the text around {n} filled in once) against filling in every number."""
-    tokens = _Tokens(name_token(first, None), name_token(last, None), anchor_token(anchor))
     compiled = _compile(template)
     expected = [_fill(compiled, tokens, n) for n in numbers]
     assert list(_numbered(compiled, tokens, numbers)) == expected
