@@ -496,8 +496,8 @@ class State:
         """Run a select of (local_part, taken) with SQLite joining each group into one string:
         thousands of local parts come back as two strings, not as thousands of rows for Python
         to take apart one by one. (Local parts never hold a line break: syncd issues
-        ``[a-z0-9._-]``, and one adopted from Hybridbox with odd characters could at worst
-        split into pieces that match no candidate.)"""
+        ``[a-z0-9._-]``; one adopted from Hybridbox with a line break in it would at worst make
+        its pieces look taken, which only makes the allocator pass over a free address.)"""
         groups = {
             taken: joined
             for taken, joined in self.conn.execute(
