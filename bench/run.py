@@ -471,7 +471,7 @@ def markdown(results: Results) -> str:
         f"{head}{body}\nFloors (fastest of the repeats; the work itself without start-up, except "
         "`startup`, which is a whole `python -c 'import syncd...'` process; the httpx floors "
         "read the rows and build the bodies inside the timed loop, and `httpx-newhires` skips "
-        "the 100k rows before the new hires before its clock starts):\n\n"
+        "the rows before the new hires before its clock starts):\n\n"
         f"{floors}"
     )
 
