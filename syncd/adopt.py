@@ -21,11 +21,12 @@ from syncd.config import Config
 from syncd.connect import connect
 from syncd.engine import new_cycle_id
 from syncd.hybridbox import Mailbox
+from syncd.lock import StateLock
 from syncd.logs import cycle_context, event, get_logger
 from syncd.model import ReadReport
 from syncd.source import open_source
 from syncd.stage import stage_source
-from syncd.state import State, StateLock, iso, utcnow
+from syncd.state import State, iso, utcnow
 
 log = get_logger("syncd.adopt")
 

@@ -1,104 +1,30 @@
-"""The ``syncd`` command. The only place where exceptions become exit codes.
+"""The ``syncd`` command. The only place where exceptions become exit codes (the mapping is
+:mod:`syncd.exit_codes`).
 
-Exit codes (sysexits style; monitoring and systemd depend on them):
+The commands that change something (validate, plan, apply, run, retry, adopt) are here; the ones
+that only read the state and print it (status, failures, leavers, addresses) are in
+:mod:`syncd.reports`.
 
-====  ==========================================================================
- 0    all good
- 1    the cycle ran but some people failed (see ``syncd failures``)
- 2    ``syncd status``: the last successful cycle is older than health.max_age
- 64   wrong command-line usage
- 65   bad input data (unreadable/empty HR export, missing columns, bad encoding)
- 69   a service is unavailable (LDAP server or Hybridbox unreachable)
- 70   internal error (a bug: please report it with the log)
- 75   temporary failure: a safety guard refused the cycle, or another syncd holds the lock
- 77   not authorized (Hybridbox rejected the token, or it lacks mailbox.create)
- 78   configuration error (the message names the key)
-====  ==========================================================================
+Exit codes: see :mod:`syncd.exit_codes`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 from syncd import __version__
 from syncd.config import DEFAULT_CONFIG_PATH, Config, LoggingConfig, load_config
-from syncd.errors import (
-    ConfigError,
-    GuardTripped,
-    HybridboxUnavailable,
-    LockHeld,
-    NotAuthorized,
-    SourceDataError,
-    SourceUnavailable,
-    StateError,
-    SyncdError,
-)
+from syncd.errors import ConfigError, SyncdError
+from syncd.exit_codes import EX_OK, EX_PARTIAL, EX_SOFTWARE, EX_USAGE, exit_code_for
 from syncd.logs import log_to_files, setup_logging
-
-EX_OK = 0
-EX_PARTIAL = 1
-EX_STALE = 2
-EX_USAGE = 64
-EX_DATAERR = 65
-EX_UNAVAILABLE = 69
-EX_SOFTWARE = 70
-EX_TEMPFAIL = 75
-EX_NOPERM = 77
-EX_CONFIG = 78
-
-EXIT_CODES: list[tuple[type[SyncdError], int]] = [
-    (ConfigError, EX_CONFIG),
-    (StateError, EX_CONFIG),
-    (SourceDataError, EX_DATAERR),
-    (SourceUnavailable, EX_UNAVAILABLE),
-    (HybridboxUnavailable, EX_UNAVAILABLE),
-    (NotAuthorized, EX_NOPERM),
-    (GuardTripped, EX_TEMPFAIL),
-    (LockHeld, EX_TEMPFAIL),
-]
-
-
-def exit_code_for(error: SyncdError) -> int:
-    for kind, code in EXIT_CODES:
-        if isinstance(error, kind):
-            return code
-    return EX_SOFTWARE
-
-
-def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
-    if not rows:
-        return
-
-    def cell(row: dict[str, Any], column: str) -> str:
-        value = row.get(column)
-        return "" if value is None else str(value)
-
-    widths = {c: max(len(c), *(len(cell(r, c)) for r in rows)) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for row in rows:
-        print("  ".join(cell(row, c).ljust(widths[c]) for c in columns).rstrip())
-
-
-def _emit(rows: list[dict[str, Any]], columns: Sequence[str], fmt: str) -> None:
-    if fmt == "json":
-        print(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
-    elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    else:
-        _print_table(rows, columns)
-
+from syncd.reports import cmd_addresses, cmd_failures, cmd_leavers, cmd_status, emit_rows
 
 # ------------------------------------------------------------------------------------ commands
 
@@ -176,7 +102,7 @@ def cmd_plan(config: Config, args: argparse.Namespace) -> int:
             }
         )
     if not args.summary:
-        _emit(rows, ("action", "anchor", "name", "detail"), args.format)
+        emit_rows(rows, ("action", "anchor", "name", "detail"), args.format)
     c = result.counts
     if args.format == "table":
         print(
@@ -205,127 +131,9 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     return run_daemon(config, args.config)
 
 
-def _age(stamp: str | None, now: datetime) -> str:
-    from syncd.state import parse_iso
-
-    if not stamp:
-        return "never"
-    seconds = int((now - parse_iso(stamp)).total_seconds())
-    if seconds < 120:
-        return f"{seconds}s ago"
-    if seconds < 7200:
-        return f"{seconds // 60}m ago"
-    return f"{seconds // 3600}h ago"
-
-
-def cmd_status(config: Config, args: argparse.Namespace) -> int:
-    from syncd import health
-    from syncd.state import State, parse_iso
-
-    status = health.read_status(config)
-    now = datetime.now(UTC)
-    path = config.state.path
-    runs: list[dict[str, Any]] = []
-    totals: dict[str, Any] = dict(status.get("totals") or {})
-    if path.exists():
-        state = State(path, read_only=True)
-        try:
-            runs = [dict(row) for row in state.recent_runs(args.runs)]
-            totals.update(state.totals(config.sync.leaver_after_missing))
-        finally:
-            state.close()
-    last_success = status.get("last_success")
-    max_age = config.health.max_age
-    stale = last_success is None or now - parse_iso(last_success) > max_age
-    if args.format == "json":
-        print(
-            json.dumps(
-                {**status, "totals": totals, "stale": stale, "runs": runs}, indent=2, default=str
-            )
-        )
-    else:
-        print(f"state:        {path}")
-        print(
-            f"last start:   {status.get('last_start') or 'never'}"
-            f" ({_age(status.get('last_start'), now)})"
-        )
-        print(
-            f"last success: {last_success or 'never'} ({_age(last_success, now)}; "
-            f"max age {max_age})"
-        )
-        error = status.get("last_error")
-        if error:
-            print(f"last error:   {error.get('at')} {error.get('kind')}: {error.get('message')}")
-        complete = status.get("source_complete")
-        if complete is not None:
-            print(
-                "source:       "
-                + (
-                    "complete"
-                    if complete
-                    else f"INCOMPLETE ({status.get('source_incomplete_reason')})"
-                )
-            )
-        print("totals:       " + " ".join(f"{k}={v}" for k, v in totals.items()))
-        if runs:
-            print()
-            _print_table(
-                runs,
-                (
-                    "id",
-                    "started_at",
-                    "outcome",
-                    "complete",
-                    "read",
-                    "rejected",
-                    "created",
-                    "adopted",
-                    "failed",
-                    "pending",
-                    "quarantined",
-                ),
-            )
-    return EX_STALE if stale else EX_OK
-
-
-def cmd_failures(config: Config, args: argparse.Namespace) -> int:
-    from syncd.state import State
-
-    if not config.state.path.exists():
-        print("no state yet: nothing has failed")
-        return EX_OK
-    state = State(config.state.path, read_only=True)
-    try:
-        rows = [dict(row) for row in state.failures()]
-    finally:
-        state.close()
-    for row in rows:
-        row["name"] = (
-            f"{row.get('person_first') or row.get('first_name') or ''} "
-            f"{row.get('person_last') or row.get('last_name') or ''}".strip()
-        )
-    if not rows and args.format == "table":
-        print("no failures")
-        return EX_OK
-    _emit(
-        rows,
-        (
-            "anchor",
-            "name",
-            "state",
-            "last_code",
-            "attempts",
-            "next_attempt_at",
-            "local_part",
-            "last_message",
-        ),
-        args.format,
-    )
-    return EX_OK
-
-
 def cmd_retry(config: Config, args: argparse.Namespace) -> int:
-    from syncd.state import State, StateLock, utcnow
+    from syncd.lock import StateLock
+    from syncd.state import State, utcnow
 
     if not args.anchor and not args.all:
         raise ConfigError("give an ANCHOR or --all", hint="see `syncd failures`")
@@ -351,62 +159,6 @@ def cmd_adopt(config: Config, args: argparse.Namespace) -> int:
 
     report = adopt(config, dry_run=args.dry_run)
     print(report)
-    return EX_OK
-
-
-def cmd_leavers(config: Config, args: argparse.Namespace) -> int:
-    from syncd.state import State
-
-    if not config.state.path.exists():
-        rows: list[dict[str, Any]] = []
-    else:
-        state = State(config.state.path, read_only=True)
-        try:
-            rows = [dict(r) for r in state.leavers(config.sync.leaver_after_missing)]
-        finally:
-            state.close()
-    for row in rows:
-        row["address"] = f"{row['local_part']}@{row['domain']}"
-        row["reason"] = "disabled" if row["disabled"] else f"missing {row['missing_count']}x"
-    if not rows and args.format == "table":
-        print("no leavers")
-        return EX_OK
-    _emit(
-        rows,
-        ("anchor", "first_name", "last_name", "address", "reason", "last_seen", "mailbox_id"),
-        args.format,
-    )
-    return EX_OK
-
-
-def cmd_addresses(config: Config, args: argparse.Namespace) -> int:
-    from syncd.state import State
-
-    if not config.state.path.exists():
-        print(f"{args.address}: never issued")
-        return EX_PARTIAL
-    state = State(config.state.path, read_only=True)
-    try:
-        rows = [dict(r) for r in state.address_history(args.address)]
-    finally:
-        state.close()
-    if not rows:
-        print(f"{args.address}: never issued or seen by syncd")
-        return EX_PARTIAL
-    _emit(
-        rows,
-        (
-            "address",
-            "anchor",
-            "first_name",
-            "last_name",
-            "status",
-            "issued_at",
-            "released_at",
-            "reserved_until",
-        ),
-        args.format,
-    )
     return EX_OK
 
 

@@ -333,9 +333,9 @@ class AddressesConfig(Section):
 
     @model_validator(mode="after")
     def _check_templates(self) -> AddressesConfig:
-        # syncd.addresses owns the template rules; imported here so that loading the schema
+        # syncd.templates owns the template rules; imported here so that loading the schema
         # does not depend on the address code (and anyascii) at import time.
-        from syncd.addresses import template_problem
+        from syncd.templates import template_problem
 
         problems = [template_problem(t) for t in self.templates]
         problems.append(template_problem(self.fallback_template, fallback=True))

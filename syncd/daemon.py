@@ -15,6 +15,8 @@ Stopping (SIGTERM/SIGINT) sets the stop event the engine checks between batches:
 flight is finished and recorded, then the cycle returns and the process exits 0. Reloading
 (SIGHUP) validates the new config first; a config that does not validate is logged and the old
 one stays in force.
+
+The pure helpers (the trigger for the schedule, the STATUS= line) are in :mod:`syncd.schedule`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -41,27 +43,28 @@ from apscheduler.events import (
     JobSubmissionEvent,
 )
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
-from syncd.config import Config, ScheduleConfig, load_config
+from syncd.config import Config, load_config
 from syncd.engine import CycleOptions, CycleResult, new_cycle_id, run_cycle
-from syncd.errors import ConfigError, StateError, SyncdError
+from syncd.errors import StateError, SyncdError
+from syncd.exit_codes import EX_OK
 from syncd.logs import cycle_context, event, get_logger, setup_logging
 from syncd.notify import Notifier
+from syncd.schedule import (
+    build_trigger,
+    clock,
+    cycle_status,
+    describe_schedule,
+    failure_status,
+    misfire_grace,
+)
 from syncd.state import State
 
 log = get_logger("syncd.daemon")
 
 JOB_ID = "sync-cycle"
-EX_OK = 0
 # How often the main loop looks up when nothing wakes it (and the watchdog's idea of "alive").
 MAIN_TICK_S = 1.0
-# A run the scheduler starts this late is still run; a later one is skipped (and logged).
-MISFIRE_GRACE_S = 30
-# STATUS= is one line in `systemctl status`; an error message is cut to fit.
-STATUS_MESSAGE_MAX = 120
 
 CycleRunner = Callable[[Config, CycleOptions], CycleResult]
 
@@ -74,47 +77,6 @@ def run_daemon(config: Config, config_path: Path) -> int:
     """
     daemon = Daemon(config, config_path, Notifier.from_env())
     return daemon.run(handle_signals=True)
-
-
-# ------------------------------------------------------------------------------ schedule helpers
-
-
-def build_trigger(schedule: ScheduleConfig) -> BaseTrigger:
-    """The APScheduler trigger for ``schedule``; ConfigError if APScheduler rejects it."""
-    if schedule.every is not None:
-        return IntervalTrigger(seconds=schedule.every.total_seconds())
-    assert schedule.cron is not None  # ScheduleConfig guarantees exactly one of the two
-    try:
-        return CronTrigger.from_crontab(schedule.cron)
-    except ValueError as exc:
-        raise ConfigError(
-            f"at 'schedule.cron': {schedule.cron!r} is not a valid cron expression: {exc}",
-            hint="5 fields: minute hour day-of-month month day-of-week, e.g. '*/15 7-19 * * 1-5'",
-        ) from None
-
-
-def misfire_grace(schedule: ScheduleConfig) -> int:
-    """Seconds a run may start late; never so long that it reaches into the next run."""
-    if schedule.every is not None:
-        return max(1, min(MISFIRE_GRACE_S, int(schedule.every.total_seconds() // 2)))
-    return MISFIRE_GRACE_S
-
-
-def describe_schedule(schedule: ScheduleConfig) -> str:
-    if schedule.every is not None:
-        return f"every {format_duration(schedule.every)}"
-    return f"cron {schedule.cron}"
-
-
-def format_duration(duration: timedelta) -> str:
-    """``15m``, ``1h30m``, ``45s``: the way the config spells durations."""
-    seconds = int(duration.total_seconds())
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts) or "0s"
 
 
 def check_usable(config: Config) -> None:
@@ -136,39 +98,6 @@ def check_usable(config: Config) -> None:
             f"cannot open the state database {config.state.path}: {exc.strerror or exc}",
             hint="check state.path: its directory must exist or be creatable, writable by syncd",
         ) from None
-
-
-# ------------------------------------------------------------------------------ status line
-
-
-def clock(moment: datetime, now: datetime | None = None) -> str:
-    """``12:15`` for today, ``2026-11-26 07:00`` for another day (local time, like cron)."""
-    now = now or datetime.now(moment.tzinfo)
-    if moment.date() == now.date():
-        return moment.strftime("%H:%M")
-    return moment.strftime("%Y-%m-%d %H:%M")
-
-
-def shorten(text: str, limit: int = STATUS_MESSAGE_MAX) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def cycle_status(result: CycleResult, ended: datetime) -> str:
-    """``last cycle ok 12:00:03: read=300 created=2 failed=0 pending=0 quarantined=0``."""
-    counts = result.counts
-    outcome = "stopped early" if result.stopped_early else result.outcome
-    fields = " ".join(
-        f"{key}={counts.get(key, 0)}"
-        for key in ("read", "created", "failed", "pending", "quarantined")
-    )
-    return f"last cycle {outcome} {ended:%H:%M:%S}: {fields}"
-
-
-def failure_status(error: BaseException, ended: datetime, last_ok: datetime | None) -> str:
-    since = f"; last ok {clock(last_ok, ended)}" if last_ok else "; no successful cycle yet"
-    kind = type(error).__name__
-    return f"last cycle failed {ended:%H:%M:%S}: {kind}: {shorten(str(error))}{since}"
 
 
 # ------------------------------------------------------------------------------ the daemon

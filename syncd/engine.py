@@ -34,12 +34,13 @@ from syncd.candidates import (
 )
 from syncd.config import Config
 from syncd.errors import ConfigError, GuardTripped, SyncdError
+from syncd.lock import StateLock
 from syncd.logs import cycle_context, event, get_logger
 from syncd.model import ReadReport
 from syncd.plan import GuardInput, Plan, Policy, check_guards, plan
 from syncd.source import Source, open_source
 from syncd.stage import Staged, record_read, stage_source
-from syncd.state import State, StateLock, iso, parse_iso, utcnow
+from syncd.state import State, iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from syncd.hybridbox import HybridboxClient

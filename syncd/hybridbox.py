@@ -23,9 +23,10 @@ refused with 429, or 503 with Retry-After) is resent after a wait charged to the
 The token is registered as a secret, sent only in the Authorization header, and scrubbed from any
 excerpt of a server answer that ends up in a message.
 
-This module holds the client, its retry budget and the HTTP plumbing. The records, the exceptions
-above and the reading of answers live in :mod:`syncd._hybridbox_answers`; every public name there
-is re-exported here, so import them from this module.
+This module holds the client and the HTTP plumbing. Its retry budget lives in :mod:`syncd.retry`,
+the records and the exceptions above in :mod:`syncd._hybridbox_records`, and the reading of
+answers in :mod:`syncd._hybridbox_answers`; every public name there is re-exported here, so import
+them from this module.
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ import httpx
 from syncd import __version__
 from syncd._hybridbox_answers import (
     EXCERPT_CHARS,
+    bulk_result,
+    error_info,
+    item_indexes_in_detail,
+    json_or_none,
+    limit_in,
+    retry_after_seconds,
+    says_too_large,
+)
+from syncd._hybridbox_records import (
     BatchRejected,
     BatchTooLarge,
     BulkResult,
@@ -55,18 +65,12 @@ from syncd._hybridbox_answers import (
     OutcomeUnknown,
     RequestRefused,
     UnexpectedResponse,
-    bulk_result,
     classify_code,
-    error_info,
-    item_indexes_in_detail,
-    json_or_none,
-    limit_in,
-    retry_after_seconds,
-    says_too_large,
 )
 from syncd.config import HybridboxConfig
 from syncd.errors import ConfigError, HybridboxUnavailable, NotAuthorized
 from syncd.logs import event, get_logger, redact, register_secret
+from syncd.retry import RetryBudget
 
 __all__ = [
     "BACKOFF_BASE_S",
@@ -99,59 +103,6 @@ BACKOFF_MAX_S = 30.0
 
 # The request never left this host: resending cannot create anything twice.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
-
-
-# ------------------------------------------------------------------------------- retry budget
-
-
-class RetryBudget:
-    """The seconds one cycle may spend sleeping before retries, shared by all its requests.
-
-    When a wait would overrun it, :meth:`wait` raises ``HybridboxUnavailable`` instead of sleeping:
-    the cycle stops calling Hybridbox and the rest is retried next cycle.
-    """
-
-    def __init__(
-        self,
-        seconds: float,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.seconds = max(0.0, seconds)
-        self.spent = 0.0
-        self.retries = 0
-        self._sleep = sleep
-        self._clock = clock
-
-    @property
-    def remaining(self) -> float:
-        return max(0.0, self.seconds - self.spent)
-
-    def wait(self, seconds: float, *, reason: str) -> None:
-        """Sleep ``seconds`` before a retry; ``reason`` says what went wrong, for the message."""
-        seconds = max(0.0, seconds)
-        if seconds > self.remaining + 1e-9:
-            event(
-                log,
-                "hybridbox.gave_up",
-                logging.ERROR,
-                reason=reason,
-                retries=self.retries,
-                spent_s=round(self.spent, 1),
-                budget_s=self.seconds,
-            )
-            raise HybridboxUnavailable(
-                f"Hybridbox did not answer usefully (last: {reason}); gave up after "
-                f"{self.retries} retries / {self.spent:.1f} s; the rest is retried next cycle",
-                hint=f"the cycle's retry budget of {self.seconds:g} s (hybridbox.retry_budget_s) "
-                "is used up",
-            )
-        started = self._clock()
-        self._sleep(seconds)
-        # Charge what was asked for, or more if the sleep overran (a suspended machine).
-        self.spent += max(seconds, self._clock() - started)
-        self.retries += 1
 
 
 # ------------------------------------------------------------------------------------- client

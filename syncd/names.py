@@ -3,8 +3,9 @@
 A module of its own because turning a name into ASCII is a different job from choosing an
 address: transliteration tables, locale conventions, Unicode scripts and which characters count
 as part of a name change for reasons of their own (a new locale, a new script, a name that came
-out wrong), not because of how templates are written or candidates ordered. ``syncd.addresses``
-fills its templates with what this module gives; this module imports nothing from it.
+out wrong), not because of how templates are written or candidates ordered. ``syncd.templates``
+fills the templates with what this module gives (and ``syncd.addresses`` orders the candidates);
+this module imports from neither.
 
 Everything here is a pure function of its arguments: no I/O, no clock, no randomness, so the same
 name and locale always give the same token (``syncd plan`` relies on it).

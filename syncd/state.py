@@ -1,6 +1,6 @@
 """The local state store: one SQLite file that remembers what syncd saw and did.
 
-Tables (see ``MIGRATIONS`` for the exact schema):
+Tables (see :mod:`syncd.schema` for the exact schema):
 
 - ``people``: the last accepted version of every person the source returned (names, digest,
   first seen, missing counter). Written only for new or changed people, so a cycle where nothing
@@ -23,9 +23,7 @@ at any point leaves a state from which the next cycle is correct. Times are UTC 
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,114 +32,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from syncd.errors import LockHeld, StateError
+from syncd.errors import StateError
+from syncd.schema import MIGRATIONS
 
 if TYPE_CHECKING:
     import sqlite_utils
 
-MIGRATIONS: list[str] = [
-    # 1: the initial schema
-    """
-    CREATE TABLE people (
-        anchor TEXT PRIMARY KEY,
-        first_name TEXT NOT NULL,
-        last_name TEXT NOT NULL,
-        email TEXT,
-        start_date TEXT,
-        disabled INTEGER NOT NULL DEFAULT 0,
-        digest TEXT NOT NULL,
-        first_seen TEXT NOT NULL,
-        last_seen TEXT NOT NULL,
-        missing_count INTEGER NOT NULL DEFAULT 0
-    ) WITHOUT ROWID;
-
-    CREATE TABLE mailboxes (
-        anchor TEXT PRIMARY KEY,
-        state TEXT NOT NULL,
-        local_part TEXT,
-        domain TEXT NOT NULL,
-        mailbox_id TEXT,
-        first_name TEXT,
-        last_name TEXT,
-        batch_id TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        first_failed_at TEXT,
-        next_attempt_at TEXT,
-        last_code TEXT,
-        last_message TEXT,
-        failed_digest TEXT,
-        created_at TEXT,
-        updated_at TEXT NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX mailboxes_state ON mailboxes(state);
-
-    CREATE TABLE addresses (
-        address TEXT PRIMARY KEY,
-        anchor TEXT,
-        status TEXT NOT NULL,
-        issued_at TEXT NOT NULL,
-        released_at TEXT,
-        reserved_until TEXT
-    ) WITHOUT ROWID;
-    CREATE INDEX addresses_anchor ON addresses(anchor);
-
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY,
-        cycle_id TEXT NOT NULL,
-        mode TEXT NOT NULL,
-        started_at TEXT NOT NULL,
-        finished_at TEXT,
-        source TEXT,
-        complete INTEGER,
-        incomplete_reason TEXT,
-        read INTEGER, rejected INTEGER, accepted INTEGER,
-        new INTEGER, created INTEGER, adopted INTEGER, renamed INTEGER, failed INTEGER,
-        pending INTEGER, quarantined INTEGER, scheduled INTEGER, leavers INTEGER,
-        outcome TEXT,
-        message TEXT,
-        exit_code INTEGER
-    );
-
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-    """,
-    # 2: earlier holders of an address that was issued again after its reservation ended
-    """
-    CREATE TABLE address_history (
-        address TEXT NOT NULL,
-        anchor TEXT,
-        issued_at TEXT NOT NULL,
-        released_at TEXT NOT NULL
-    );
-    CREATE INDEX address_history_address ON address_history(address);
-    """,
-    # 3: the blocks of the last read (see syncd.stage) and who is in which; who needs the
-    # planner even when unchanged (``open``); the leaver candidates, indexed
-    """
-    CREATE TABLE blocks (
-        id INTEGER PRIMARY KEY,
-        head TEXT NOT NULL UNIQUE,
-        digest BLOB NOT NULL,
-        size INTEGER NOT NULL,
-        rejects TEXT
-    );
-    ALTER TABLE people ADD COLUMN block INTEGER;
-    ALTER TABLE people ADD COLUMN open INTEGER NOT NULL DEFAULT 1;
-    CREATE INDEX people_block ON people(block);
-    CREATE INDEX people_open ON people(block) WHERE open = 1;
-    CREATE INDEX people_leaving ON people(anchor) WHERE disabled = 1 OR missing_count > 0;
-    """,
-]
-
-# The condition of the people_leaving index, written out so that queries can use the index.
+# The condition of the people_leaving index (see syncd.schema), written out so that queries can
+# use the index.
 _LEAVING = "(p.disabled = 1 OR p.missing_count > 0)"
+
+# A person ``p`` who counts as a leaver (parameter: leaver_after_missing, >= 1; so every leaver
+# also matches _LEAVING).
+_LEAVER = "(p.disabled = 1 OR p.missing_count >= ?)"
+
+# A mailbox ``m`` that exists on Hybridbox.
+_HAS_MAILBOX = "m.state IN ('created', 'adopted')"
 
 # Whether an address row ``a`` (with its holder ``p``) may not be issued to someone new: all
 # are, but a leaver's address last seen before the cutoff (first parameter; "" holds every
 # address) once they count as a leaver (second parameter: leaver_after_missing).
-_TAKEN = (
-    "NOT (a.status = 'issued' AND p.anchor IS NOT NULL AND p.last_seen < ? "
-    "AND (p.disabled = 1 OR p.missing_count >= ?))"
-)
+_TAKEN = f"NOT (a.status = 'issued' AND p.anchor IS NOT NULL AND p.last_seen < ? AND {_LEAVER})"
 
 # An address's holder ``p``, joined only when leaving: only a leaver's address can be free again
 # (leaver_after_missing >= 1, so a leaver has disabled = 1 or missing_count > 0), and probing
@@ -150,9 +61,6 @@ _TAKEN = (
 _HOLDER_IF_LEAVING = (
     f"LEFT JOIN people p INDEXED BY people_leaving ON p.anchor = a.anchor AND {_LEAVING}"
 )
-
-# Mailbox states that mean "this person has a mailbox".
-HAS_MAILBOX = ("created", "adopted")
 
 
 def utcnow() -> datetime:
@@ -196,46 +104,6 @@ class LastRead:
 
     started_at: str
     accepted: int
-
-
-class StateLock:
-    """An exclusive ``flock`` on ``<state>.lock``: one syncd per state file.
-
-    flock (not a pid file) because the kernel releases it when the process dies, even by SIGKILL,
-    so a crash never leaves a stale lock behind.
-    """
-
-    def __init__(self, state_path: Path) -> None:
-        self.path = state_path.with_name(state_path.name + ".lock")
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StateError(
-                f"cannot create the lock file {self.path}: {exc.strerror}",
-                hint="check state.path and that syncd's user may write there",
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise LockHeld(
-                f"another syncd (pid {holder}) is using the state file {self.path.parent}",
-                hint="wait for its cycle to finish; two processes must never share one state",
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
 
 
 class State:
@@ -402,9 +270,7 @@ class State:
         }
 
     def provisioned_count(self) -> int:
-        return int(
-            self.scalar("SELECT count(*) FROM mailboxes WHERE state IN ('created', 'adopted')") or 0
-        )
+        return int(self.scalar(f"SELECT count(*) FROM mailboxes m WHERE {_HAS_MAILBOX}") or 0)
 
     def has_intents(self) -> bool:
         return self.scalar("SELECT 1 FROM mailboxes WHERE state = 'intent' LIMIT 1") is not None
@@ -556,8 +422,7 @@ class State:
             self.scalar(
                 # From the (few) leaver candidates in their index, not from every mailbox.
                 "SELECT count(*) FROM people p CROSS JOIN mailboxes m ON m.anchor = p.anchor "
-                f"WHERE {_LEAVING} AND (p.disabled = 1 OR p.missing_count >= ?) "
-                "AND m.state IN ('created', 'adopted')",
+                f"WHERE {_LEAVING} AND {_LEAVER} AND {_HAS_MAILBOX}",
                 (leaver_after_missing,),
             )
             or 0
@@ -567,8 +432,9 @@ class State:
         return self.query(
             "SELECT p.anchor, p.first_name, p.last_name, p.disabled, p.missing_count, "
             "p.last_seen, m.local_part, m.domain, m.mailbox_id, m.state "
-            "FROM people p JOIN mailboxes m USING (anchor) "
-            "WHERE m.state IN ('created', 'adopted') AND (p.disabled = 1 OR p.missing_count >= ?) "
+            # From the leaver candidates in their index, as leaver_count.
+            "FROM people p CROSS JOIN mailboxes m ON m.anchor = p.anchor "
+            f"WHERE {_LEAVING} AND {_LEAVER} AND {_HAS_MAILBOX} "
             "ORDER BY p.last_seen, p.anchor",
             (leaver_after_missing,),
         )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.fake_time import FakeTime
 from tests.support.site import Site
 
 if TYPE_CHECKING:
@@ -23,3 +24,9 @@ pytest_plugins = ["tests.support.emulator", "tests.support.slapd"]
 def site(tmp_path: Path, emulator: RunningEmulator) -> Site:
     """A syncd config, HR export and state dir in tmp_path, pointed at the session's emulator."""
     return Site(tmp_path, emulator)
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    """A sleep that only records and a clock it moves (for retries and backoff)."""
+    return FakeTime()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from syncd.cli import EXIT_CODES, build_parser, exit_code_for
+from syncd.cli import build_parser
 from syncd.config import Config, CsvSource, LdapSource
+from syncd.exit_codes import EXIT_CODES, exit_code_for
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")

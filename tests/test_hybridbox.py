@@ -32,8 +32,8 @@ from syncd.hybridbox import (
     RequestRefused,
     RetryBudget,
     UnexpectedResponse,
-    classify_code,
 )
+from tests.support.fake_time import FakeTime
 
 ACCOUNT = "3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f"
 TOKEN = "hb_sa_Zm9vYmFyYmF6cXV4c2VjcmV0"
@@ -41,21 +41,6 @@ DOMAIN = "example.com"
 PREFIX = f"/v1/public/accounts/{ACCOUNT}"
 
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class FakeTime:
-    """A sleep that only records, and a clock that moves when it is called."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
 
 
 class Recorder:
@@ -90,11 +75,6 @@ def config(**overrides: Any) -> HybridboxConfig:
     }
     values.update(overrides)
     return HybridboxConfig(**values)
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
 
 
 @pytest.fixture
@@ -169,49 +149,6 @@ ITEMS = [
     NewMailbox("Bo", "Lind", "bo.lind"),
     NewMailbox("Chloé", "Durand", "chloe.durand"),
 ]
-
-
-# ------------------------------------------------------------------------------ classification
-
-
-@pytest.mark.parametrize(
-    ("code", "status", "kind"),
-    [
-        ("already_exists", None, ItemKind.TAKEN),
-        ("conflict", None, ItemKind.TAKEN),
-        ("duplicate", None, ItemKind.TAKEN),
-        ("exists", None, ItemKind.TAKEN),
-        ("taken", None, ItemKind.TAKEN),
-        ("ADDRESS_TAKEN", None, ItemKind.TAKEN),
-        ("local_part_in_use", None, ItemKind.TAKEN),
-        ("invalid_local_part", None, ItemKind.INVALID),
-        ("invalid_name", None, ItemKind.INVALID),
-        ("validation_error", None, ItemKind.INVALID),
-        ("quota_exceeded", None, ItemKind.RETRY),
-        ("domain_not_ready", None, ItemKind.RETRY),
-        ("backend_busy", None, ItemKind.RETRY),
-        ("does_not_exist", None, ItemKind.RETRY),
-        ("something_new", None, ItemKind.RETRY),
-        ("", None, ItemKind.RETRY),
-        ("", 409, ItemKind.TAKEN),
-        ("something_new", 409, ItemKind.TAKEN),
-        ("bad_request", 422, ItemKind.INVALID),
-        ("", 400, ItemKind.INVALID),
-        ("domain_not_ready", 422, ItemKind.RETRY),
-        ("something_new", 200, ItemKind.RETRY),
-    ],
-)
-def test_classify_code(code: str, status: int | None, kind: ItemKind) -> None:
-    assert classify_code(code, status) is kind
-
-
-def test_mailbox_from_json_tolerates_missing_and_odd_fields() -> None:
-    assert Mailbox.from_json({}) == Mailbox("", "", "", "", "", "", None)
-    derived = Mailbox.from_json({"id": 7, "primary_email": "x.y@example.org", "quota": {}})
-    assert (derived.id, derived.local_part, derived.domain_name) == ("7", "x.y", "example.org")
-    built = Mailbox.from_json({"local_part": "a", "domain_name": "d.test", "first_name": None})
-    assert built.primary_email == "a@d.test"
-    assert built.first_name == ""
 
 
 # ------------------------------------------------------------------------------------- bulk
@@ -721,19 +658,6 @@ def test_budget_is_shared_by_the_calls_of_a_cycle(
     with pytest.raises(HybridboxUnavailable, match=r"gave up after 1 retries / 4\.0 s"):
         client.check_account()
     assert fake_time.sleeps == [4.0]
-
-
-def test_retry_budget_charges_overrunning_sleeps(fake_time: FakeTime) -> None:
-    def slow_sleep(seconds: float) -> None:
-        fake_time.now += seconds * 3  # e.g. the machine was suspended
-
-    budget = RetryBudget(10, sleep=slow_sleep, clock=fake_time.clock)
-    budget.wait(2, reason="test")
-    assert budget.spent == 6
-    assert budget.remaining == 4
-    with pytest.raises(HybridboxUnavailable):
-        budget.wait(5, reason="test")
-    assert budget.retries == 1
 
 
 def test_rename_patches_names_and_retries_503(

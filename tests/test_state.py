@@ -1,16 +1,16 @@
-"""The state store: schema migrations, the lock, and the queries the CLI reports from."""
+"""The state store: schema migrations, transactions, and the queries the CLI reports from."""
 
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from syncd.errors import LockHeld, StateError
-from syncd.state import MIGRATIONS, State, StateLock, iso
+from syncd.errors import StateError
+from syncd.schema import MIGRATIONS
+from syncd.state import State, iso
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -57,31 +57,6 @@ def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
         add_person(state, "E1")
         raise RuntimeError("crash mid-batch")
     assert state.scalar("SELECT count(*) FROM people") == 0
-
-
-def _try_lock(path: str, queue: multiprocessing.Queue[str]) -> None:
-    try:
-        StateLock(Path(path)).acquire()
-        queue.put("acquired")
-    except LockHeld as exc:
-        queue.put(str(exc))
-
-
-def test_lock_excludes_a_second_process_and_is_released(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    lock = StateLock(path)
-    lock.acquire()
-    queue: multiprocessing.Queue[str] = multiprocessing.Queue()
-    other = multiprocessing.Process(target=_try_lock, args=(str(path), queue))
-    other.start()
-    other.join(10)
-    message = queue.get(timeout=5)
-    assert "another syncd" in message
-    lock.release()
-    other = multiprocessing.Process(target=_try_lock, args=(str(path), queue))
-    other.start()
-    other.join(10)
-    assert queue.get(timeout=5) == "acquired"
 
 
 def test_release_for_retry_makes_failed_and_quarantined_due(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from ldap3 import (
     Server,
     Tls,
 )
-from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
+from ldap3.core.exceptions import LDAPException
 
 from syncd.config import LdapSource, SyncConfig
 from syncd.errors import ConfigError, SourceUnavailable
@@ -45,12 +45,18 @@ from syncd.model import Person, ReadReport
 from syncd.source import KEY_SEPARATOR, Record, _ad, people_of
 from syncd.source._ldap_decode import use_lean_entries
 from syncd.source._ldap_entry import EntryMapper, check_base_dn, check_filter
+from syncd.source._ldap_errors import (
+    TlsFailure,
+    Unreachable,
+    classify_connect_error,
+    limit_reason,
+    result_text,
+)
 
 log = get_logger("syncd.source.ldap")
 
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 _SCOPES = {"base": BASE, "one": LEVEL, "sub": SUBTREE}
-_RESULT_NAMES = {3: "timeLimitExceeded", 4: "sizeLimitExceeded", 10: "referral"}
 # Bump when the record key is built differently: records stored as unchanged are read again.
 _RECORD_FORMAT = 1
 # Result codes that mean "this server cannot serve us right now": try the next URL.
@@ -204,7 +210,7 @@ class LdapReader:
                 if person is not None:
                     yield person
             if code != 0:
-                self._incomplete(report, url, _limit_reason(result, report.read, pages))
+                self._incomplete(report, url, limit_reason(result, report.read, pages))
                 return
             cookie = _cookie(result)
             if not cookie:
@@ -259,7 +265,7 @@ class LdapReader:
     def _raise_for_first_page(self, result: dict[str, Any], url: str) -> None:
         """Turn an error on the first search into something an administrator can act on."""
         code = result["result"]
-        what = _result_text(result)
+        what = result_text(result)
         base_dn = self._config.base_dn
         if code == 32:
             raise ConfigError(
@@ -310,11 +316,11 @@ class LdapReader:
                     continue  # a certificate does not get better by asking again
                 try:
                     connection = self._open(url, tls, password)
-                except _TlsFailure as failure:
+                except TlsFailure as failure:
                     tls_errors[url] = failure.error
                     event(log, "ldap.tls_failed", logging.WARNING, url=url, reason=failure.error)
                     continue
-                except _Unreachable as unreachable:
+                except Unreachable as unreachable:
                     failures[url] = unreachable.reason
                     event(
                         log,
@@ -394,19 +400,19 @@ class LdapReader:
             bound = connection.bind()
         except (LDAPException, OSError) as exc:
             _close(connection)
-            raise _classify_connect_error(exc, url, host, config) from None
+            raise classify_connect_error(exc, url, host, config) from None
         if not bound:
             result = connection.result
             _close(connection)
             if result["result"] in _BUSY:
-                raise _Unreachable(_result_text(result))
+                raise Unreachable(result_text(result))
             raise self._bind_error(result, url)
         return connection
 
     def _bind_error(self, result: dict[str, Any], url: str) -> ConfigError:
         code = result["result"]
         bind_dn = self._config.bind_dn or "anonymous"
-        what = _result_text(result)
+        what = result_text(result)
         if code == 49:
             detail = _ad.bind_failure_detail(result.get("message") or "")
             return ConfigError(
@@ -427,86 +433,6 @@ class LdapReader:
 
 
 # --------------------------------------------------------------------------------------- helpers
-
-
-class _Unreachable(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _TlsFailure(Exception):
-    def __init__(self, error: ConfigError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def _classify_connect_error(
-    exc: BaseException, url: str, host: str, config: LdapSource
-) -> Exception:
-    text = str(exc)
-    if "doesn't match any name" in text:
-        return _TlsFailure(
-            ConfigError(
-                f"the TLS certificate of {url} is not valid for the host name {host!r}",
-                hint="use a host name the certificate lists in source.url, or have the "
-                "certificate reissued; source.ca_file does not help here",
-            )
-        )
-    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        reason = text.split("certificate verify failed:", 1)[-1].split("(_ssl.c", 1)[0]
-        reason = reason.strip(" '\",()") or "verification failed"
-        if config.ca_file is not None:
-            hint = f"source.ca_file ({config.ca_file}) is not the CA that issued it; point "
-            hint += "source.ca_file at the right CA certificate"
-        else:
-            hint = "set source.ca_file to the PEM certificate of the CA that issued it"
-        return _TlsFailure(
-            ConfigError(f"the TLS certificate of {url} is not trusted: {reason}", hint=hint)
-        )
-    if isinstance(exc, LDAPStartTLSError) and "startTLS failed" in text:
-        return _TlsFailure(
-            ConfigError(
-                f"LDAP server {url} refused StartTLS ({text})",
-                hint="enable TLS on the server, or use its ldaps:// URL",
-            )
-        )
-    if "SSL" in text or isinstance(exc, LDAPStartTLSError):
-        return _TlsFailure(
-            ConfigError(
-                f"TLS handshake with {url} failed: {text}",
-                hint="check that the port speaks LDAPS (usually 636) or StartTLS (389)",
-            )
-        )
-    return _Unreachable(_short_reason(text))
-
-
-def _short_reason(text: str) -> str:
-    """'socket connection error while opening: [Errno 111] Connection refused' → the tail."""
-    for marker in ("] ", "error while opening: "):
-        if marker in text:
-            text = text.rsplit(marker, 1)[-1]
-    return text.strip(" '\",()[]") or "connection failed"
-
-
-def _result_text(result: dict[str, Any]) -> str:
-    text = f"rc {result['result']} {result.get('description') or ''}".strip()
-    # AD ends its diagnostic messages with a NUL byte; it has no place in a log line.
-    message = (result.get("message") or "").replace("\x00", "").strip()
-    return f"{text}: {message}" if message else text
-
-
-def _limit_reason(result: dict[str, Any], read: int, pages: int) -> str:
-    code = result["result"]
-    name = _RESULT_NAMES.get(code) or result.get("description") or "error"
-    what = _result_text(result) if code not in _RESULT_NAMES else f"rc {code} {name}"
-    if code in (3, 4):
-        kind = "time" if code == 3 else "size"
-        return (
-            f"the server stopped the search at its {kind} limit after {read} entries in "
-            f"{pages} page(s) ({what}); raise the limit for the bind DN or narrow the filter"
-        )
-    return f"the search ended with {what} after {read} entries in {pages} page(s)"
 
 
 def _cookie(result: dict[str, Any]) -> bytes | None:
