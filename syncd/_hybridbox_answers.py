@@ -2,9 +2,10 @@
 
 Package-private: import the public names from :mod:`syncd.hybridbox`, which re-exports them.
 Nothing here sends a request; everything reads an answer that already came back: error bodies of
-any shape (:func:`error_info`), Retry-After, batch limits, and a bulk answer's per-item lists
-(:func:`bulk_result`). The records and exceptions these build live in
-:mod:`syncd._hybridbox_records`.
+any shape (:func:`error_info`, and :func:`summary`, the short token-free line for messages),
+Retry-After, batch limits, and a bulk answer: what it means as a whole (:func:`bulk_answer`:
+success, too large, refused, unknown) and its per-item lists (:func:`bulk_result`). The records
+and exceptions these build live in :mod:`syncd._hybridbox_records`.
 
 :func:`bulk_result` runs once per bulk answer, up to 100 items each, so a first provisioning of
 100,000 people parses 100,000 entries: it takes the common, well-formed entry on a fast path and
@@ -26,14 +27,19 @@ from typing import Any
 import httpx
 
 from syncd._hybridbox_records import (
+    BatchRejected,
+    BatchTooLarge,
     BulkResult,
     ItemCreated,
     ItemFailed,
     Mailbox,
     NewMailbox,
+    OutcomeUnknown,
+    UnexpectedResponse,
     _text,
     classify_code,
 )
+from syncd.errors import ConfigError
 from syncd.logs import event, get_logger
 
 # The client's logger: these events are about its answers, and operators filter on it.
@@ -103,6 +109,23 @@ def error_info(response: httpx.Response) -> tuple[str | None, str]:
         if not message.strip():
             message = "(empty body)"
     return code, excerpt(message)
+
+
+def summary(response: httpx.Response, scrub: Callable[[str], str]) -> str:
+    """``"503 backend_busy: try later"``: a short, token-free line about an answer."""
+    code, message = error_info(response)
+    head = f"{response.status_code} {code}" if code else str(response.status_code)
+    return scrub(f"{head}: {message}" if message else head)
+
+
+def unexpected(
+    response: httpx.Response, what: str, scrub: Callable[[str], str]
+) -> UnexpectedResponse:
+    return UnexpectedResponse(
+        f"Hybridbox gave an unexpected answer to {what}: {summary(response, scrub)}",
+        status=response.status_code,
+        code=error_info(response)[0],
+    )
 
 
 def limit_in(response: httpx.Response, message: str) -> int | None:
@@ -200,6 +223,73 @@ def item_indexes_in_detail(data: Any, count: int) -> dict[int, tuple[str, str]]:
 # A server uses a handful of item codes, and a batch of 100 refused items repeats one of them
 # 100 times: classify each distinct code once.
 _item_kind = functools.lru_cache(maxsize=256)(classify_code)
+
+
+def bulk_answer(
+    response: httpx.Response,
+    domain: str,
+    items: Sequence[NewMailbox],
+    what: str,
+    *,
+    scrub: Callable[[str], str],
+    account_id: str,
+) -> BulkResult:
+    """What the answer to a bulk create says, item by item.
+
+    Raises :class:`OutcomeUnknown` (a success without a usable result: look each item up),
+    :class:`BatchTooLarge` / :class:`BatchRejected` (refused as a whole, nothing created),
+    ``ConfigError`` (404: account or domain) or :class:`UnexpectedResponse`. ``scrub`` takes
+    the token out of any excerpt that ends up in a message.
+    """
+    status = response.status_code
+    data = json_or_none(response)
+    has_lists = isinstance(data, dict) and ("created" in data or "failed" in data)
+    if response.is_success or (has_lists and status in (400, 409, 422)):
+        # Whether an all-failed batch is still 2xx is not documented: take per-item answers
+        # from a 4xx too.
+        if has_lists:
+            result = bulk_result(data, domain, items, scrub)
+            if result is not None:
+                return result
+        raise OutcomeUnknown(
+            f"{what}: Hybridbox answered {status} without a usable bulk result "
+            f"({summary(response, scrub)}); some items may have been created"
+        )
+    code, message = error_info(response)
+    said = summary(response, scrub)
+    if status == 413 or (status in (400, 422) and says_too_large(code, message)):
+        limit = limit_in(response, message)
+        raise BatchTooLarge(
+            f"{what}: Hybridbox refused the batch as too large ({said})", limit=limit
+        )
+    if status == 404:
+        raise ConfigError(
+            f"Hybridbox answered 404 to {what} ({said})",
+            hint=f"check hybridbox.account_id ({account_id}) and hybridbox.domain ({domain})",
+        )
+    if status in (400, 409, 422):
+        if len(items) == 1:
+            failure = ItemFailed(0, code or str(status), message, classify_code(code or "", status))
+            return BulkResult(failed=[failure])
+        pinned = item_indexes_in_detail(data, len(items))
+        if pinned:
+            failed = [
+                ItemFailed(index, item_code, item_message, classify_code(item_code, status))
+                for index, (item_code, item_message) in sorted(pinned.items())
+            ]
+            # The request was refused as a whole: nothing else was created either, but
+            # "unknown" (look up, then re-create) is the safe path the engine already has.
+            rest = [index for index in range(len(items)) if index not in pinned]
+            return BulkResult(failed=failed, unknown=rest)
+        if status == 409:
+            raise OutcomeUnknown(
+                f"{what}: Hybridbox answered 409 for the whole batch without saying which "
+                f"item ({said}); look each address up"
+            )
+        raise BatchRejected(
+            f"{what}: Hybridbox refused the whole batch ({said})", status=status, code=code
+        )
+    raise unexpected(response, what, scrub)
 
 
 def bulk_result(

@@ -45,13 +45,12 @@ import httpx
 from syncd import __version__
 from syncd._hybridbox_answers import (
     EXCERPT_CHARS,
-    bulk_result,
+    bulk_answer,
     error_info,
-    item_indexes_in_detail,
     json_or_none,
-    limit_in,
     retry_after_seconds,
-    says_too_large,
+    summary,
+    unexpected,
 )
 from syncd._hybridbox_records import (
     BatchRejected,
@@ -236,7 +235,14 @@ class HybridboxClient:
     def read_bulk(self, sent: SentBulk) -> BulkResult:
         """What the answer to :meth:`send_bulk` says, item by item (raises
         :class:`BatchTooLarge` or :class:`OutcomeUnknown` for an answer about the whole)."""
-        return self._bulk_answer(sent.response, sent.domain, sent.items, sent.what)
+        return bulk_answer(
+            sent.response,
+            sent.domain,
+            sent.items,
+            sent.what,
+            scrub=self._scrub,
+            account_id=self._config.account_id,
+        )
 
     def get_mailbox(self, id_or_address: str) -> Mailbox | None:
         """The mailbox with this id or full address, or None if Hybridbox answers 404."""
@@ -303,17 +309,10 @@ class HybridboxClient:
         return redact(text.replace(self._token, "***"))
 
     def _summary(self, response: httpx.Response) -> str:
-        """``"503 backend_busy: try later"``: a short, token-free line about an answer."""
-        code, message = error_info(response)
-        head = f"{response.status_code} {code}" if code else str(response.status_code)
-        return self._scrub(f"{head}: {message}" if message else head)
+        return summary(response, self._scrub)
 
     def _unexpected(self, response: httpx.Response, what: str) -> UnexpectedResponse:
-        return UnexpectedResponse(
-            f"Hybridbox gave an unexpected answer to {what}: {self._summary(response)}",
-            status=response.status_code,
-            code=error_info(response)[0],
-        )
+        return unexpected(response, what, self._scrub)
 
     def _json_object(self, response: httpx.Response, what: str) -> dict[str, Any]:
         data = json_or_none(response)
@@ -390,62 +389,6 @@ class HybridboxClient:
             elif len(items) < requested:
                 return
             page += 1
-
-    def _bulk_answer(
-        self, response: httpx.Response, domain: str, items: Sequence[NewMailbox], what: str
-    ) -> BulkResult:
-        status = response.status_code
-        data = json_or_none(response)
-        has_lists = isinstance(data, dict) and ("created" in data or "failed" in data)
-        if response.is_success or (has_lists and status in (400, 409, 422)):
-            # Whether an all-failed batch is still 2xx is not documented: take per-item answers
-            # from a 4xx too.
-            if has_lists:
-                result = bulk_result(data, domain, items, self._scrub)
-                if result is not None:
-                    return result
-            raise OutcomeUnknown(
-                f"{what}: Hybridbox answered {status} without a usable bulk result "
-                f"({self._summary(response)}); some items may have been created"
-            )
-        code, message = error_info(response)
-        summary = self._summary(response)
-        if status == 413 or (status in (400, 422) and says_too_large(code, message)):
-            limit = limit_in(response, message)
-            raise BatchTooLarge(
-                f"{what}: Hybridbox refused the batch as too large ({summary})", limit=limit
-            )
-        if status == 404:
-            raise ConfigError(
-                f"Hybridbox answered 404 to {what} ({summary})",
-                hint=f"check hybridbox.account_id ({self._config.account_id}) and "
-                f"hybridbox.domain ({domain})",
-            )
-        if status in (400, 409, 422):
-            if len(items) == 1:
-                failure = ItemFailed(
-                    0, code or str(status), message, classify_code(code or "", status)
-                )
-                return BulkResult(failed=[failure])
-            pinned = item_indexes_in_detail(data, len(items))
-            if pinned:
-                failed = [
-                    ItemFailed(index, item_code, item_message, classify_code(item_code, status))
-                    for index, (item_code, item_message) in sorted(pinned.items())
-                ]
-                # The request was refused as a whole: nothing else was created either, but
-                # "unknown" (look up, then re-create) is the safe path the engine already has.
-                rest = [index for index in range(len(items)) if index not in pinned]
-                return BulkResult(failed=failed, unknown=rest)
-            if status == 409:
-                raise OutcomeUnknown(
-                    f"{what}: Hybridbox answered 409 for the whole batch without saying which "
-                    f"item ({summary}); look each address up"
-                )
-            raise BatchRejected(
-                f"{what}: Hybridbox refused the whole batch ({summary})", status=status, code=code
-            )
-        raise self._unexpected(response, what)
 
     # -- sending with retries
 
