@@ -223,7 +223,7 @@ def test_choose_stops_at_the_first_free_one() -> None:
 
 def test_config_rejects_unknown_fallback_script() -> None:
     with pytest.raises(ValueError, match="fallback_scripts"):
-        AddressesConfig(fallback_scripts=["Hna"])  # type: ignore[list-item]
+        AddressesConfig(fallback_scripts=["Hna"])
 
 
 def test_default_config_is_valid() -> None:
@@ -376,7 +376,7 @@ def test_name_candidates_resume_where_asked(templates: list[str], max_n: int) ->
     for start in range(len(every) + 2):
         assert list(_name_candidates(tokens, compiled, max_n, start)) == every[start:]
     value, given = _first_name_candidate(tokens, compiled, max_n)
-    first_usable = [v for v in every if v is not None][:1] or [None]
-    assert value == first_usable[0]
+    usable = [v for v in every if v is not None]
+    assert value == (usable[0] if usable else None)
     if value is not None:
         assert every[given - 1] == value and value not in every[: given - 1]

@@ -397,8 +397,12 @@ def run_another(daemon: Daemon) -> None:
         assert time.monotonic() < deadline, "no further cycle ran in time"
         skipped = daemon.skipped
         daemon.schedule_now()
+
+        def ran_or_skipped(since: int = skipped) -> bool:
+            return daemon.cycles >= wanted or daemon.skipped > since
+
         with contextlib.suppress(AssertionError):
-            wait_until(lambda s=skipped: daemon.cycles >= wanted or daemon.skipped > s, 1.0)
+            wait_until(ran_or_skipped, 1.0)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -49,7 +50,11 @@ def test_example_configs_show_every_config_key() -> None:
 
 def test_readme_documents_every_command_and_exit_code() -> None:
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    commands = next(
+        action.choices
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
     for command in commands:
         assert f"`{command}" in README, command
     for kind, code in EXIT_CODES:

@@ -97,7 +97,9 @@ def _reference(
 
 
 # Values a field may have: mostly well-formed strings, sometimes missing, empty or of a wrong type.
-_odd = st.one_of(st.none(), st.integers(-2, 9), st.booleans(), st.just({}), st.just([]))
+_odd: st.SearchStrategy[Any] = st.one_of(
+    st.none(), st.integers(-2, 9), st.booleans(), st.just({}), st.just([])
+)
 _word = st.sampled_from(["", "anna", "bo.lind", "x@y.test", "already_exists", "quota", "Chloé"])
 _field = st.one_of(_word, _word, _word, _odd)
 _index_value = st.one_of(st.integers(-1, 7), st.integers(0, 5), st.sampled_from(["2", "x", True]))

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -81,9 +82,9 @@ def test_a_batch_of_events_writes_the_same_lines_as_one_event_each(
 ) -> None:
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
-    logs.setup_logging(LoggingConfig(format=log_format), stderr=True)  # type: ignore[arg-type]
+    logs.setup_logging(LoggingConfig(format=log_format), stderr=True)
     log = logs.get_logger("syncd.test")
-    items = [
+    items: list[dict[str, Any]] = [
         {"anchor": "E1", "address": "anna@example.com", "mailbox_id": 7},
         {"anchor": "E2", "address": "two words", "mailbox_id": None},
     ]
