@@ -3,7 +3,8 @@ addresses, and the table/CSV/JSON output they share.
 
 They change nothing (the state is opened read-only, no lock is taken), so they live apart from
 the commands in :mod:`syncd.cli` that read a source, talk to Hybridbox or write the state. The
-parser, the exit codes and the one place where exceptions become exit codes stay in ``cli.py``.
+parser and the one place where exceptions become exit codes stay in ``cli.py`` (the codes are
+in :mod:`syncd.exit_codes`).
 """
 
 from __future__ import annotations

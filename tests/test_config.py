@@ -41,7 +41,11 @@ def test_the_annotated_example_config_is_valid() -> None:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("syncd*.yaml")))
 def test_every_bundled_config_is_valid(name: str) -> None:
-    load_config(REPO / "config" / name)
+    config = load_config(REPO / "config" / name)
+    # Each example is named after the source it shows (syncd.example.yaml: the CSV one).
+    expected = "ldap" if name.endswith(("ad.yaml", "ldap.yaml")) else "csv"
+    assert config.source.type == expected
+    assert config.origin == REPO / "config" / name
 
 
 def test_defaults_and_relative_paths(tmp_path: Path) -> None:
