@@ -16,8 +16,8 @@ address up on Hybridbox (:meth:`Provisioner.resolve_intents`) before anything ne
 answer that may have been lost (timeout after sending, connection reset, 5xx) is resolved the
 same way at once: look up, record what exists, re-send only what is missing.
 
-How each fact is stored is :mod:`syncd.journal`'s business; how addresses are chosen,
-:mod:`syncd.allocate`'s.
+What each outcome writes and logs is :mod:`syncd.outcomes`' business; how each fact is stored,
+:mod:`syncd.journal`'s; how addresses are chosen, :mod:`syncd.allocate`'s.
 
 Tests kill syncd at the crash points (``SYNCD_TEST_CRASH_AT``): see :mod:`syncd._crash`.
 """
@@ -47,24 +47,18 @@ from syncd.hybridbox import (
     NewMailbox,
     OutcomeUnknown,
 )
-from syncd.journal import Failure, Intent, Journal, Outcome
-from syncd.logs import event, events, get_logger, progress_bar
+from syncd.journal import Intent, Journal
+from syncd.logs import event, get_logger, progress_bar
 from syncd.model import Person
-from syncd.plan import Action, after_failure
-from syncd.state import State, iso
+from syncd.outcomes import Outcomes
+from syncd.plan import Action
+from syncd.state import State
 
 log = get_logger("syncd.provision")
 
 # How often one person may be re-sent within a cycle after a lost answer or a collision.
 MAX_RESENDS = 3
 PROGRESS_EVERY_S = 5.0
-
-
-def _same_person(mailbox: Mailbox, person: Person) -> bool:
-    return (
-        mailbox.first_name.strip().casefold() == person.first_name.strip().casefold()
-        and mailbox.last_name.strip().casefold() == person.last_name.strip().casefold()
-    )
 
 
 class Provisioner:
@@ -87,6 +81,7 @@ class Provisioner:
         self.stopped = False
         self.allocator = Allocator(config, state, now)
         self.journal = Journal(state, self.domain, now)
+        self.outcomes = Outcomes(config, self.journal, self.allocator, now, self.counters)
 
     # ------------------------------------------------------------------ helpers
 
@@ -124,43 +119,8 @@ class Provisioner:
             person = Person(intent.anchor, intent.first_name, intent.last_name)
             mailbox = self.client.find_by_address(intent.local_part, self.domain)
             with self.state.transaction():
-                self._settle(Item(person, intent.local_part), mailbox, origin="intent")
+                self.outcomes.settle(Item(person, intent.local_part), mailbox, origin="intent")
             self._heartbeat()
-
-    def _settle(self, item: Item, mailbox: Mailbox | None, *, origin: str) -> bool:
-        """Record what a lookup found for an item. True when it still needs to be sent.
-
-        Must be called inside a transaction.
-        """
-        assert item.local_part is not None
-        if mailbox is not None and _same_person(mailbox, item.person):
-            if origin == "intent":
-                # The interrupted request did reach Hybridbox: record it, never send it again.
-                event(
-                    log,
-                    "intent.resolved",
-                    anchor=item.person.anchor,
-                    address=self.journal.address(item.local_part),
-                    found="this person's mailbox",
-                    outcome="recorded as created",
-                )
-            self._mark_created(item, mailbox, adopted=origin == "taken")
-            return False
-        if mailbox is not None:
-            self._mark_collision(item)
-        else:
-            self.journal.pending(item.person.anchor)
-        event(
-            log,
-            "intent.resolved" if origin == "intent" else "mailbox.lookup",
-            anchor=item.person.anchor,
-            address=self.journal.address(item.local_part),
-            found="other person" if mailbox is not None else "nothing",
-            outcome="will be created",
-        )
-        if mailbox is not None:
-            item.local_part = None
-        return True
 
     # ------------------------------------------------------------------ creates
 
@@ -233,7 +193,7 @@ class Provisioner:
         while not queue.empty():
             batch = queue.take(self.batch_size)
             for item in self.allocator.allocate(batch):
-                self._fail(
+                self.outcomes.failed(
                     item, "no_free_address", "every address candidate is taken", permanent=True
                 )
             batch = [item for item in batch if item.local_part is not None]
@@ -348,7 +308,7 @@ class Provisioner:
             again = [
                 item
                 for index, item in enumerate(batch)
-                if self._settle(item, answer.lookups.get(index), origin="lookup")
+                if self.outcomes.settle(item, answer.lookups.get(index), origin="lookup")
             ]
             return self._limit_resends(again)
         assert answer.result is not None
@@ -372,124 +332,31 @@ class Provisioner:
         again: list[Item] = []
         done = [(batch[c.index], c.mailbox) for c in result.created if 0 <= c.index < len(batch)]
         halfway = max(1, len(batch) // 2)
-        self._mark_many_created(done[:halfway])
+        self.outcomes.created(done[:halfway])
         if len(done) >= halfway:
             _crash.crashpoint("mid_batch")
-        self._mark_many_created(done[halfway:])
+        self.outcomes.created(done[halfway:])
         for failure in result.failed:
             if not 0 <= failure.index < len(batch):
                 continue
             item = batch[failure.index]
             if failure.kind is ItemKind.TAKEN:
-                if self._settle(item, lookups.get(failure.index), origin="taken"):
+                if self.outcomes.settle(item, lookups.get(failure.index), origin="taken"):
                     item.excluded |= {item.local_part or ""}
                     again.append(item)
             else:
-                self._fail(
+                self.outcomes.failed(
                     item,
                     failure.code,
                     failure.message,
                     permanent=failure.kind is ItemKind.INVALID,
                 )
         for index in result.unknown:
-            if 0 <= index < len(batch) and self._settle(
+            if 0 <= index < len(batch) and self.outcomes.settle(
                 batch[index], lookups.get(index), origin="lookup"
             ):
                 again.append(batch[index])
         return self._limit_resends(again)
-
-    # ------------------------------------------------------------------ recording
-
-    def _mark_created(self, item: Item, mailbox: Mailbox, *, adopted: bool) -> None:
-        self._mark_many_created([(item, mailbox)], adopted=adopted)
-
-    def _mark_many_created(
-        self, done: list[tuple[Item, Mailbox]], *, adopted: bool = False
-    ) -> None:
-        """Record created (or adopted) mailboxes: one statement for the lot, one line each."""
-        if not done:
-            return
-        self.journal.created(
-            [
-                Outcome(
-                    item.person.anchor,
-                    mailbox.id,
-                    mailbox.local_part or item.local_part or "",
-                    mailbox.first_name,
-                    mailbox.last_name,
-                )
-                for item, mailbox in done
-            ],
-            adopted=adopted,
-        )
-        state = "adopted" if adopted else "created"
-        self.counters[state] += len(done)
-        events(
-            log,
-            f"mailbox.{state}",
-            [
-                {
-                    "anchor": item.person.anchor,
-                    "address": mailbox.primary_email or self.journal.address(item.local_part or ""),
-                    "mailbox_id": mailbox.id,
-                }
-                for item, mailbox in done
-            ],
-        )
-
-    def _mark_collision(self, item: Item) -> None:
-        """The address belongs to someone else on Hybridbox: never offer it again."""
-        local_part = item.local_part or ""
-        self.allocator.note_taken(local_part)
-        self.journal.collision(item.person.anchor, local_part)
-        event(
-            log,
-            "address.collision",
-            anchor=item.person.anchor,
-            address=self.journal.address(local_part),
-            action="trying the next candidate",
-        )
-
-    def _fail(self, item: Item, code: str, message: str, *, permanent: bool) -> None:
-        anchor = item.person.anchor
-        attempts, first_failed = self.journal.failures_so_far(anchor)
-        quarantine = self.config.safety.quarantine_after
-        decision = after_failure(
-            attempts,
-            first_failed,
-            self.now,
-            permanent=permanent,
-            quarantine_attempts=quarantine.attempts,
-            quarantine_days=quarantine.days,
-        )
-        self.journal.failed(
-            Failure(
-                anchor=anchor,
-                local_part=item.local_part,
-                first_name=item.person.first_name,
-                last_name=item.person.last_name,
-                digest=item.person.digest,
-                state=decision.state,
-                attempts=decision.attempts,
-                first_failed_at=first_failed or self.now,
-                next_attempt_at=decision.next_attempt_at,
-                code=code,
-                message=message,
-            )
-        )
-        self.counters["failed"] += 1
-        event(
-            log,
-            "mailbox.quarantined" if decision.state == "quarantined" else "mailbox.failed",
-            30,
-            anchor=anchor,
-            address=self.journal.address(item.local_part) if item.local_part else None,
-            code=code,
-            message=message[:200],
-            attempts=decision.attempts,
-            next_attempt=iso(decision.next_attempt_at) if decision.next_attempt_at else None,
-            quarantined=decision.state == "quarantined" or None,
-        )
 
     # ------------------------------------------------------------------ renames
 
