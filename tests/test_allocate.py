@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 
 import syncd.allocate
 from syncd.batch import Item
-from syncd.config import parse_config
 from syncd.engine import CycleOptions
 from syncd.model import Person
 from syncd.provision import Provisioner
 from syncd.state import State, iso, utcnow
+from tests.support.configs import offline_config
 
 HELD_PARTS = st.sampled_from(["ann.lee", "ann.lee2", "ann.lee3", "bo.day", "zoe.gross"])
 HOLDER_KINDS = st.sampled_from(["present", "leaver_reserved", "leaver_expired", "collision"])
@@ -40,25 +40,12 @@ def _allocations(
     monkeypatch.setattr(syncd.allocate, "PRELOAD_PER_CREATE", 10**6)
     path = tmp_path / ("pre.db" if preload else "query.db")
     path.unlink(missing_ok=True)
-    config = parse_config(
-        {
-            "source": {
-                "type": "csv",
-                "path": str(tmp_path / "hr.csv"),
-                "columns": {"anchor": "id", "first_name": "first", "last_name": "last"},
-            },
-            "hybridbox": {
-                "url": "http://127.0.0.1:9",
-                "account_id": "5f0c7b1e-2a4d-4c8e-9b3f-6d1a0e2c4b7a",
-                "domain": "example.com",
-                "token_file": str(tmp_path / "token"),
-                "batch_size": 3,
-            },
-            "addresses": {"reserve_days": 30},
-            "sync": {"leaver_after_missing": 1},
-            "state": {"path": str(path)},
-        },
-        tmp_path / "syncd.yaml",
+    config = offline_config(
+        tmp_path,
+        path,
+        hybridbox={"batch_size": 3},
+        addresses={"reserve_days": 30},
+        sync={"leaver_after_missing": 1},
     )
     now = utcnow()
     seen = {"leaver_expired": "2020-01-01T00:00:00Z"}.get

@@ -14,12 +14,12 @@ import pytest
 
 from syncd.allocate import Allocator
 from syncd.batch import Item
-from syncd.config import parse_config
 from syncd.hybridbox import Mailbox
 from syncd.journal import Intent, Journal
 from syncd.model import Person
 from syncd.outcomes import Outcomes
 from syncd.state import State
+from tests.support.configs import offline_config
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 ADA = Person("E1", "Ada", "Lovelace")
@@ -31,23 +31,8 @@ def _mailbox(local_part: str, first: str = "Ada", last: str = "Lovelace") -> Mai
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[State, Outcomes, Counter[str]]:
-    config = parse_config(
-        {
-            "source": {
-                "type": "csv",
-                "path": str(tmp_path / "hr.csv"),
-                "columns": {"anchor": "id", "first_name": "first", "last_name": "last"},
-            },
-            "hybridbox": {
-                "url": "http://127.0.0.1:9",
-                "account_id": "5f0c7b1e-2a4d-4c8e-9b3f-6d1a0e2c4b7a",
-                "domain": "example.com",
-                "token_file": str(tmp_path / "token"),
-            },
-            "safety": {"quarantine_after": {"attempts": 2, "days": 30}},
-            "state": {"path": str(tmp_path / "state.db")},
-        },
-        tmp_path / "syncd.yaml",
+    config = offline_config(
+        tmp_path, tmp_path / "state.db", safety={"quarantine_after": {"attempts": 2, "days": 30}}
     )
     state = State(tmp_path / "state.db")
     journal = Journal(state, "example.com", NOW)
