@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from syncd.names import _DOTS, anchor_token, has_script, name_token
-from syncd.templates import LOCAL_PART_MAX, _compile, _fill, _Template, _Tokens, is_valid_local_part
+from syncd.names import anchor_token, has_script, name_token
+from syncd.templates import _around_number, _compile, _fill, _Template, _Tokens, is_valid_local_part
 
 if TYPE_CHECKING:
     from syncd.config import AddressesConfig
@@ -96,35 +96,6 @@ def _name_candidates(
             for n in numbers[start:]:
                 yield f"{before}{n}{after}" if n < fits_below else _fill(template, tokens, n)
         start = 0
-
-
-# Stands in for the number while the rest of a numbered template is filled in: not a dot, like
-# the digits it stands for, and no token or literal has it.
-_NUMBER_MARK = "\x00"
-
-
-def _around_number(template: _Template, tokens: _Tokens) -> tuple[str, str, int]:
-    """The text before and after the ``{n}`` of a numbered template, filled in once, and the
-    numbers below which ``_fill(template, tokens, n)`` is just ``before + str(n) + after`` (those
-    that fit in 64 characters; 0 when the template cannot be filled in or has ``{n}`` twice).
-
-    Everything around ``{n}`` is the same for every number, and a number (digits) changes none
-    of ``_fill``'s dot rules around it: a clashing name's tens of candidates cost a string each
-    instead of a template fill each (the new hires of a large company, issue 5).
-    """
-    first, last, anchor = tokens.first, tokens.last, tokens.anchor
-    if (
-        (template.uses_first and not first)
-        or (template.uses_last and not last)
-        or (template.uses_anchor and not anchor)
-        or template.pattern.count("{5}") != 1
-    ):
-        return "", "", 0
-    text = template.pattern.format(first, last, first[:1], last[:1], anchor, _NUMBER_MARK)
-    before, after = _DOTS.sub(".", text).strip(".").split(_NUMBER_MARK)
-    room = LOCAL_PART_MAX - len(before) - len(after)
-    # Numbers have at most 19 digits here (an int below 10**19 stays small in memory).
-    return before, after, 10 ** min(max(room, 0), 19)
 
 
 def _first_name_candidate(

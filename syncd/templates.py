@@ -1,12 +1,13 @@
 """Address templates: what they may contain, and filling one in with a person's name tokens.
 
 A template such as ``{first}.{last}{n}`` is checked when the config is loaded
-(``template_problem``, used by the config schema), compiled once, and then filled in with the
-name tokens of ``syncd.names`` for every candidate of a cycle (``render``; ``_fill`` is the fast
-path). What makes a valid local part (``is_valid_local_part``) lives here too, since every
-filled-in template must be one. Kept apart from ``syncd.addresses``, which decides which
-candidates to try and in what order: the template syntax and the rules for fitting a result into
-64 characters change for reasons of their own.
+(``template_problem``, used by the config schema), compiled once, and then filled in with the name
+tokens of ``syncd.names`` for every candidate of a cycle (``render``; ``_fill`` is the fast path,
+and ``_around_number`` fills a numbered template once for all its numbers). What makes a valid
+local part (``is_valid_local_part``) lives here too, since every filled-in template must be one.
+Kept apart from ``syncd.addresses``, which decides which candidates to try and in what order: the
+template syntax and the rules for fitting a result into 64 characters change for reasons of their
+own.
 
 Everything here is a pure function of its arguments: no I/O, no clock, no randomness.
 """
@@ -181,6 +182,8 @@ class _Template:
 
 # The position of each placeholder's value in _fill's call to str.format.
 _FIELD_INDEX = {"first": 0, "last": 1, "f": 2, "l": 3, "anchor": 4, "n": 5}
+# How ``{n}`` appears in a compiled pattern.
+_N_FIELD = f"{{{_FIELD_INDEX['n']}}}"
 
 
 @lru_cache(maxsize=256)
@@ -199,6 +202,15 @@ def _compile(template: str) -> _Template:
     )
 
 
+def _lacks_token(template: _Template, tokens: _Tokens) -> bool:
+    """Whether a name this template needs has no usable Latin form (nothing to fill in)."""
+    return (
+        (template.uses_first and not tokens.first)
+        or (template.uses_last and not tokens.last)
+        or (template.uses_anchor and not tokens.anchor)
+    )
+
+
 def _fill(template: _Template, tokens: _Tokens, n: int | None) -> str | None:
     """``_render`` of the template, in a few C calls when the result fits (nearly always).
 
@@ -208,20 +220,42 @@ def _fill(template: _Template, tokens: _Tokens, n: int | None) -> str | None:
     needed no token cut to 64 (a longer token has no dots to lose and would not fit). Longer
     results take ``_render``'s shortening rules.
     """
-    first, last, anchor = tokens.first, tokens.last, tokens.anchor
-    if (
-        (template.uses_first and not first)
-        or (template.uses_last and not last)
-        or (template.uses_anchor and not anchor)
-    ):
+    if _lacks_token(template, tokens):
         return None  # a name this template needs has no usable Latin form
-    text = template.pattern.format(first, last, first[:1], last[:1], anchor, "" if n is None else n)
+    first, last = tokens.first, tokens.last
+    text = template.pattern.format(
+        first, last, first[:1], last[:1], tokens.anchor, "" if n is None else n
+    )
     if ".." in text:
         text = _DOTS.sub(".", text)
     text = text.strip(".")
     if len(text) <= LOCAL_PART_MAX:
         return text or None
     return _render(template.segments, tokens, n)
+
+
+# Stands in for the number while the rest of a numbered template is filled in: not a dot, like
+# the digits it stands for, and no token or literal has it.
+_NUMBER_MARK = "\x00"
+
+
+def _around_number(template: _Template, tokens: _Tokens) -> tuple[str, str, int]:
+    """The text before and after the ``{n}`` of a numbered template, filled in once, and the
+    numbers below which ``_fill(template, tokens, n)`` is just ``before + str(n) + after`` (those
+    that fit in 64 characters; 0 when the template cannot be filled in or has ``{n}`` twice).
+
+    Everything around ``{n}`` is the same for every number, and a number (digits) changes none
+    of ``_fill``'s dot rules around it: a clashing name's tens of candidates cost a string each
+    instead of a template fill each (the new hires of a large company, issue 5).
+    """
+    if _lacks_token(template, tokens) or template.pattern.count(_N_FIELD) != 1:
+        return "", "", 0
+    first, last = tokens.first, tokens.last
+    text = template.pattern.format(first, last, first[:1], last[:1], tokens.anchor, _NUMBER_MARK)
+    before, after = _DOTS.sub(".", text).strip(".").split(_NUMBER_MARK)
+    room = LOCAL_PART_MAX - len(before) - len(after)
+    # Numbers have at most 19 digits here (an int below 10**19 stays small in memory).
+    return before, after, 10 ** min(max(room, 0), 19)
 
 
 def render(template: str, person: Person, locale: str | None, n: int | None = None) -> str | None:
