@@ -1,8 +1,8 @@
 """The exceptions syncd raises on purpose.
 
-Each class names a *kind* of failure; only ``syncd.cli`` turns them into exit codes. Messages are
-written for a tired administrator: what went wrong, where, and what to do about it. They must never
-contain a secret (token, password).
+Each class names a *kind* of failure; only ``syncd.cli._commands`` turns them into exit codes.
+Messages are written for a tired administrator: what went wrong, where, and what to do about it.
+They must never contain a secret (token, password).
 """
 
 from __future__ import annotations

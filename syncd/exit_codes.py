@@ -1,7 +1,8 @@
 """What each exit code of ``syncd`` means, and which kind of error gives which.
 
-Its own module so that every command module (:mod:`syncd.cli`, :mod:`syncd.reports`) can return
-these codes without importing the CLI. Only :mod:`syncd.cli` turns exceptions into them.
+Its own module so that every command module (:mod:`syncd.cli._commands`, :mod:`syncd.cli._reports`)
+can return these codes without importing the CLI. Only :mod:`syncd.cli._commands` turns exceptions
+into them.
 
 Exit codes (sysexits style; monitoring and systemd depend on them):
 

@@ -27,9 +27,10 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from syncd.config import LoggingConfig
+if TYPE_CHECKING:
+    from syncd.config import LoggingConfig
 
 _cycle_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("cycle_id", default=None)
 _SECRETS: set[str] = set()

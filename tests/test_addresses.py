@@ -15,25 +15,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.addresses import (
+from syncd.addresses import anchor_token, name_token, transliterate
+from syncd.addresses._candidates import (
     CandidateSource,
     _first_name_candidate,
     _name_candidates,
     candidates,
     choose,
 )
-from syncd.config import AddressesConfig
-from syncd.model import Person
-from syncd.names import anchor_token, name_token, transliterate
-from syncd.templates import (
-    _compile,
-    _fill,
+from syncd.addresses._templates import (
+    Tokens,
     _parse,
     _render,
-    _Tokens,
+    compile_template,
+    fill,
     is_valid_local_part,
     template_problem,
 )
+from syncd.config import AddressesConfig
+from syncd.model import Person
 from tests.support import address_reference
 
 
@@ -319,7 +319,7 @@ TOKEN_TEXT = st.lists(
 
 # Name tokens as name_token and anchor_token make them from such text.
 TOKENS = st.builds(
-    lambda first, last, anchor: _Tokens(
+    lambda first, last, anchor: Tokens(
         name_token(first, None), name_token(last, None), anchor_token(anchor)
     ),
     TOKEN_TEXT,
@@ -338,8 +338,8 @@ TOKENS = st.builds(
     ),
     n=st.none() | st.integers(min_value=0, max_value=120),
 )
-def test_fill_gives_what_render_gives(tokens: _Tokens, template: str, n: int | None) -> None:
-    assert _fill(_compile(template), tokens, n) == _render(_parse(template), tokens, n)
+def test_fill_gives_what_render_gives(tokens: Tokens, template: str, n: int | None) -> None:
+    assert fill(compile_template(template), tokens, n) == _render(_parse(template), tokens, n)
 
 
 @settings(max_examples=300, deadline=None)
@@ -359,19 +359,19 @@ def test_fill_gives_what_render_gives(tokens: _Tokens, template: str, n: int | N
     max_n=st.sampled_from([2, 3, 99, 1200]),
 )
 def test_numbered_candidates_are_the_template_filled_in_for_each_number(
-    tokens: _Tokens, template: str, max_n: int
+    tokens: Tokens, template: str, max_n: int
 ) -> None:
     """The shortcut (the text around {n} filled in once) against filling in every number."""
-    compiled = _compile(template)
-    expected = [_fill(compiled, tokens, n) for n in range(2, max_n + 1)]
+    compiled = compile_template(template)
+    expected = [fill(compiled, tokens, n) for n in range(2, max_n + 1)]
     assert list(_name_candidates(tokens, (compiled,), max_n)) == expected
 
 
 @pytest.mark.parametrize("templates", [*TEMPLATE_SETS, ["{f}{l}", "{l}{f}", "{first}{n}"]])
 @pytest.mark.parametrize("max_n", [0, 1, 2, 5])
 def test_name_candidates_resume_where_asked(templates: list[str], max_n: int) -> None:
-    compiled = tuple(_compile(template) for template in templates)
-    tokens = _Tokens("ann", "lee", "e7")
+    compiled = tuple(compile_template(template) for template in templates)
+    tokens = Tokens("ann", "lee", "e7")
     every = list(_name_candidates(tokens, compiled, max_n))
     for start in range(len(every) + 2):
         assert list(_name_candidates(tokens, compiled, max_n, start)) == every[start:]

@@ -1,4 +1,4 @@
-"""Address allocation (syncd/allocate.py): what a cycle issues, by either path.
+"""Address allocation (syncd/cycle/_allocate.py): what a cycle issues, by either path.
 
 A first provisioning loads every known address up front and allocates without a query; other
 cycles ask the state batch by batch. Both must issue the same addresses: reserved leavers' and
@@ -13,11 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import syncd.allocate
-from syncd.batch import Item
-from syncd.engine import CycleOptions
+from syncd.cycle import CycleOptions, _allocate
+from syncd.cycle._batch import Item
+from syncd.cycle._provision import Provisioner
 from syncd.model import Person
-from syncd.provision import Provisioner
 from syncd.state import State, iso, utcnow
 from tests.support.configs import offline_config
 
@@ -37,7 +36,7 @@ def _allocations(
     """The local parts a Provisioner gives ``hires`` (in batches of 3) against a state holding
     ``existing`` addresses (local part, kind), the address history it then records, and the
     anchors of those left without an address (every candidate taken)."""
-    monkeypatch.setattr(syncd.allocate, "PRELOAD_PER_CREATE", 10**6)
+    monkeypatch.setattr(_allocate, "PRELOAD_PER_CREATE", 10**6)
     path = tmp_path / ("pre.db" if preload else "query.db")
     path.unlink(missing_ok=True)
     config = offline_config(

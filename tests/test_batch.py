@@ -1,11 +1,11 @@
-"""The provisioner's queue (``syncd.batch``): items to send again come first, fresh ones are
+"""The provisioner's queue (``syncd.cycle._batch``): items to send again come first, fresh ones are
 made only when taken, and a source that runs dry early ends the queue instead of hanging it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from syncd.batch import Item, Queue
+from syncd.cycle._batch import Item, Queue
 from syncd.model import Person
 
 

@@ -1,4 +1,4 @@
-"""Whom the planner looks at, and the queue of creates it hands on (``syncd.candidates``).
+"""Whom the planner looks at, and the queue of creates it hands on (``syncd.cycle._candidates``).
 
 A real HR export, the real CSV reader and staging, a real state file: the read is staged as
 ``syncd apply`` stages it, then planned and queued; the state's mailboxes are written directly
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from syncd import candidates as candidates_module
-from syncd.candidates import candidates, plan_and_queue, queued_creates, refresh_open
 from syncd.config import CsvSource, SyncConfig
+from syncd.cycle import _candidates as candidates_module
+from syncd.cycle._candidates import candidates, plan_and_queue, queued_creates, refresh_open
+from syncd.cycle._plan import Plan, Policy
+from syncd.cycle._stage import record_read, stage_source
 from syncd.model import ReadReport
-from syncd.plan import Plan, Policy
 from syncd.source.csv import CsvReader
-from syncd.stage import record_read, stage_source
 from syncd.state import State, iso
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

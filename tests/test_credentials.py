@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.credentials import resolve_secret
+from syncd.config import resolve_secret
 from syncd.errors import ConfigError
 
 

@@ -1,9 +1,9 @@
 """``syncd run``: the daemon as systemd runs it, and its scheduling rules in-process.
 
-The subprocess tests start ``syncd --config FILE run`` with ``NOTIFY_SOCKET`` pointing at a
-datagram socket the test reads (standing in for systemd) and ``WATCHDOG_USEC`` small, against the
-Hybridbox emulator. The in-process tests drive :class:`syncd.daemon.Daemon` with a fake cycle
-runner, for what would be slow or racy through a process (an overlapping run, a failing cycle).
+The subprocess tests start ``syncd --config FILE run`` with ``NOTIFY_SOCKET`` pointing at a datagram
+socket the test reads (standing in for systemd) and ``WATCHDOG_USEC`` small, against the Hybridbox
+emulator. The in-process tests drive :class:`syncd.service._daemon.Daemon` with a fake cycle runner,
+for what would be slow or racy through a process (an overlapping run, a failing cycle).
 """
 
 from __future__ import annotations
@@ -27,17 +27,15 @@ import pytest
 import yaml
 
 from syncd.config import Config, parse_config
-from syncd.daemon import Daemon
-from syncd.engine import CycleOptions, CycleResult
+from syncd.cycle import CycleOptions, CycleResult, Plan
 from syncd.errors import HybridboxUnavailable
 from syncd.model import ReadReport
-from syncd.notify import Notifier
-from syncd.plan import Plan
+from syncd.service import Daemon, Notifier
 from tests.support.emulator import RunningEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # syncd has no __main__.py (yet): run the CLI's main() the way the console script does.
-SYNCD = [sys.executable, "-c", "from syncd.cli import main; raise SystemExit(main())"]
+SYNCD = [sys.executable, "-c", "from syncd.cli._commands import main; raise SystemExit(main())"]
 WATCHDOG_USEC = 400_000
 
 # ------------------------------------------------------------------------------ helpers

@@ -16,11 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import syncd._hybridbox_answers as answers
-import syncd._hybridbox_records as records
 import syncd.hybridbox as hybridbox
-from syncd._hybridbox_answers import bulk_result
-from syncd._hybridbox_records import (
+import syncd.hybridbox._answers as answers
+import syncd.hybridbox._records as records
+from syncd.hybridbox import (
     BulkResult,
     ItemCreated,
     ItemFailed,
@@ -29,6 +28,7 @@ from syncd._hybridbox_records import (
     NewMailbox,
     classify_code,
 )
+from syncd.hybridbox._answers import bulk_result
 
 DOMAIN = "example.com"
 ITEMS = [NewMailbox(f"First{i}", f"Last{i}", f"first{i}.last{i}") for i in range(6)]
@@ -88,9 +88,11 @@ def _reference(
                 )
                 result.created.append(ItemCreated(index, mailbox))
             else:
-                code = records._text(entry, "code")
+                code = records.text_field(entry, "code")
                 result.failed.append(
-                    ItemFailed(index, code, records._text(entry, "message"), classify_code(code))
+                    ItemFailed(
+                        index, code, records.text_field(entry, "message"), classify_code(code)
+                    )
                 )
     result.unknown = [index for index in range(len(items)) if index not in answered]
     return result, ignored

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncd._hybridbox_records import ItemKind, Mailbox, classify_code
+from syncd.hybridbox import ItemKind, Mailbox, classify_code
 
 # ------------------------------------------------------------------------------ classification
 

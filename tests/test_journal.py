@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from syncd.journal import Failure, Intent, Journal, Outcome
-from syncd.state import State
+from syncd.state import Failure, Intent, Journal, Outcome, State
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ import multiprocessing
 from pathlib import Path
 
 from syncd.errors import LockHeld
-from syncd.lock import StateLock
+from syncd.state import StateLock
 
 
 def _try_lock(path: str, queue: multiprocessing.Queue[str]) -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.names import (
+from syncd.addresses._names import (
     _LOCALE_TABLES,
     _LOCALE_TRANSLATIONS,
     _PLAIN_NAME,

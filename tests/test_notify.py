@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.notify import Notifier
+from syncd.service import Notifier
 
 
 class Listener:

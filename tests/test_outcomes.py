@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from syncd.allocate import Allocator
-from syncd.batch import Item
+from syncd.cycle._allocate import Allocator
+from syncd.cycle._batch import Item
+from syncd.cycle._outcomes import Outcomes
 from syncd.hybridbox import Mailbox
-from syncd.journal import Intent, Journal
 from syncd.model import Person
-from syncd.outcomes import Outcomes
-from syncd.state import State
+from syncd.state import Intent, Journal, State
 from tests.support.configs import offline_config
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

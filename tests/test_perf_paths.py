@@ -17,12 +17,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd import addresses
-from syncd.addresses import CandidateSource, candidates
+from syncd.addresses import CandidateSource, _candidates, candidates
+from syncd.addresses._names import (
+    _DASHES,
+    _NOT_TOKEN,
+    _is_name_character,
+    name_token,
+    transliterate,
+)
 from syncd.config import AddressesConfig
 from syncd.logs import LogFileHandler, event, get_logger
 from syncd.model import Person
-from syncd.names import _DASHES, _NOT_TOKEN, _is_name_character, name_token, transliterate
 
 NAMES = st.text(
     alphabet=st.sampled_from(list("AnaMüllerØsteO'Brien -.Παπαδόπουλος王芳_+1")), max_size=12
@@ -101,7 +106,7 @@ def test_candidate_source_skips_what_stays_taken_for_everyone_with_the_name() ->
 def test_candidate_source_keeps_clashing_names_when_its_cache_is_full(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(addresses, "_SHARED_CACHE_MAX", 8)
+    monkeypatch.setattr(_candidates, "_SHARED_CACHE_MAX", 8)
     config = AddressesConfig()
     source = CandidateSource(config, max_n=4)
     taken: set[str] = set()

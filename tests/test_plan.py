@@ -6,8 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from syncd.model import Person
-from syncd.plan import (
+from syncd.cycle._plan import (
     BACKOFF,
     GuardInput,
     Kind,
@@ -19,6 +18,7 @@ from syncd.plan import (
     plan,
     plan_person,
 )
+from syncd.model import Person
 
 TODAY = date(2026, 11, 25)
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ import pytest
 
 import syncd.hybridbox as hybridbox
 from syncd.errors import HybridboxUnavailable
-from syncd.retry import RetryBudget
+from syncd.hybridbox import RetryBudget
 from tests.support.fake_time import FakeTime
 
 

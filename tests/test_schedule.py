@@ -1,4 +1,5 @@
-"""The pure helpers of ``syncd run`` (:mod:`syncd.schedule`): the schedule and the STATUS= line."""
+"""The pure helpers of ``syncd run`` (:mod:`syncd.service._schedule`): the schedule and the STATUS=
+line."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from syncd.config import ScheduleConfig
-from syncd.engine import CycleResult
+from syncd.cycle import CycleResult, Plan
 from syncd.errors import ConfigError, HybridboxUnavailable
 from syncd.model import ReadReport
-from syncd.plan import Plan
-from syncd.schedule import (
+from syncd.service._schedule import (
     build_trigger,
     cycle_status,
     describe_schedule,

@@ -1,10 +1,10 @@
 """Staging a read with unchanged blocks gives what reading every record would give.
 
 A real HR export in tmp_path, the real CSV reader and a real state file. Blocks are made small
-(``BLOCK_MASK``) so that a few dozen rows make many blocks. The property test runs random
-sequences of edits between reads (edit, insert, delete, duplicate, break, reorder) and checks
-after each read that the people table, the missing counters, the accepted and rejected counts
-are those of a plain model of the rules, and that the block invariants of ``syncd.stage`` hold.
+(``BLOCK_MASK``) so that a few dozen rows make many blocks. The property test runs random sequences
+of edits between reads (edit, insert, delete, duplicate, break, reorder) and checks after each read
+that the people table, the missing counters, the accepted and rejected counts are those of a plain
+model of the rules, and that the block invariants of ``syncd.cycle._stage`` hold.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd import stage
 from syncd.config import CsvSource, SyncConfig
+from syncd.cycle import _stage as stage
+from syncd.cycle._stage import Staged, record_read, stage_source
 from syncd.model import Person, ReadReport, person_digest
 from syncd.source.csv import CsvReader
-from syncd.stage import Staged, record_read, stage_source
 from syncd.state import State
 from tests.support.events import collecting
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import StateError
-from syncd.schema import MIGRATIONS
 from syncd.state import State, iso
+from syncd.state._schema import MIGRATIONS
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 

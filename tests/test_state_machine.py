@@ -29,10 +29,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-import syncd._crash
-import syncd.allocate
 from syncd.config import Config, parse_config
-from syncd.engine import CycleOptions, run_cycle
+from syncd.cycle import CycleOptions, _allocate, _crash, run_cycle
 from syncd.errors import SyncdError
 from syncd.state import State, utcnow
 from tests.support.emulator import RunningEmulator
@@ -48,7 +46,7 @@ FAULTS: list[dict[str, Any]] = [
     {"max_batch": 2},
 ]
 CRASH_POINTS = ["after_intents", "after_send", "after_answer", "mid_batch"]
-PRELOAD_PER_CREATE = syncd.allocate.PRELOAD_PER_CREATE
+PRELOAD_PER_CREATE = _allocate.PRELOAD_PER_CREATE
 
 
 class Crash(BaseException):
@@ -142,7 +140,7 @@ class Provisioning(RuleBasedStateMachine):
     @rule(per_create=st.sampled_from([0, PRELOAD_PER_CREATE]))
     def allocation_path(self, per_create: int) -> None:
         """Allocate by asking the state (0: unless it knows no address) or from a preload."""
-        syncd.allocate.PRELOAD_PER_CREATE = per_create
+        _allocate.PRELOAD_PER_CREATE = per_create
 
     @rule(point=st.sampled_from(CRASH_POINTS))
     def crash(self, point: str) -> None:
@@ -150,16 +148,16 @@ class Provisioning(RuleBasedStateMachine):
             if name == point:
                 raise Crash(name)
 
-        original = syncd._crash.crashpoint
-        syncd._crash.crashpoint = crashpoint
-        os.environ[syncd._crash.CRASH_ENV] = point
+        original = _crash.crashpoint
+        _crash.crashpoint = crashpoint
+        os.environ[_crash.CRASH_ENV] = point
         try:
             run_cycle(self.config, CycleOptions(mode="apply"))
         except (Crash, SyncdError):
             pass
         finally:
-            syncd._crash.crashpoint = original
-            del os.environ[syncd._crash.CRASH_ENV]
+            _crash.crashpoint = original
+            del os.environ[_crash.CRASH_ENV]
 
     def _state_rows(self, sql: str) -> list[Any]:
         path = self.config.state.path
@@ -202,7 +200,7 @@ class Provisioning(RuleBasedStateMachine):
             assert {part for _, part in created} == remote, "state and Hybridbox disagree"
             assert set(self.people) <= {anchor for anchor, _ in created}, "someone is missing"
         finally:
-            syncd.allocate.PRELOAD_PER_CREATE = PRELOAD_PER_CREATE
+            _allocate.PRELOAD_PER_CREATE = PRELOAD_PER_CREATE
             shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from syncd.addresses import LOCAL_PART_MAX, is_valid_local_part, render, template_problem
 from syncd.config import AddressesConfig, parse_config
 from syncd.errors import ConfigError
 from syncd.model import Person
-from syncd.templates import LOCAL_PART_MAX, is_valid_local_part, render, template_problem
 
 
 def person(first: str, last: str, anchor: str = "E1001") -> Person:

@@ -6,57 +6,21 @@ filling a :class:`syncd.model.ReadReport` as it goes; the engine knows nothing e
 A record is a tuple ``(anchor, key, payload)``. The key is a string that stands for everything
 the person is made of (the anchor included): two records with equal keys, read with the same
 :meth:`Source.signature`, give equal people. That lets the engine recognise, without building
-people, the parts of a read that are the same as last time (see :mod:`syncd.stage`). The
+people, the parts of a read that are the same as last time (see :mod:`syncd.cycle._stage`). The
 payload is the source's own (a line number, a parsed person).
+
+The face is this package (:func:`open_source` and what a reader yields) and its two adapters,
+:mod:`syncd.source.csv` and :mod:`syncd.source.ldap`, imported on demand so that a CSV site never
+loads ldap3. What the readers share is in :mod:`syncd.source._records`; what only LDAP needs is in
+the ``_ldap_*`` and ``_ad`` modules.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Generator
-from contextlib import closing
-from typing import Any, Protocol
-
 from syncd.config import Config, CsvSource
-from syncd.logs import event
-from syncd.model import Person, ReadReport
+from syncd.source._records import KEY_SEPARATOR, Record, Source, people_of, reject_record
 
-# Joins the values that make a record's key; a control character no real value holds.
-KEY_SEPARATOR = "\x1f"
-
-Record = tuple[str, str, Any]
-
-
-class Source(Protocol):
-    def describe(self) -> str: ...
-
-    def signature(self) -> str:
-        """What the keys mean (columns, parsing settings, format version): records stored
-        under another signature are never taken as unchanged."""
-        ...
-
-    def records(self, report: ReadReport) -> Generator[Record, None, None]: ...
-
-    def person(self, record: Record, report: ReadReport) -> Person | None:
-        """The record's person, or None after logging why the record is rejected."""
-        ...
-
-    def origin(self, record: Record) -> str:
-        """Where the record is, for log lines ("line 12", a DN)."""
-        ...
-
-    def read(self, report: ReadReport) -> Generator[Person, None, None]: ...
-
-    def sample(self, limit: int = 5) -> list[Person]: ...
-
-
-def people_of(source: Source, report: ReadReport) -> Generator[Person, None, None]:
-    """The valid people of a read, in source order (records turned into people one by one)."""
-    with closing(source.records(report)) as records:
-        for record in records:
-            person = source.person(record, report)
-            if person is not None:
-                yield person
+__all__ = ["KEY_SEPARATOR", "Record", "Source", "open_source", "people_of", "reject_record"]
 
 
 def open_source(config: Config) -> Source:
@@ -68,29 +32,3 @@ def open_source(config: Config) -> Source:
     from syncd.source.ldap import LdapReader
 
     return LdapReader(config.source, config.sync)
-
-
-def reject_record(
-    log: logging.Logger,
-    report: ReadReport,
-    source: str,
-    anchor: str | None,
-    field: str,
-    reason: str,
-    **where: Any,
-) -> None:
-    """Count a broken record and log one line saying where it is, which field, and why."""
-    report.rejected += 1
-    if anchor:
-        # A broken record is not a missing one: its person must not drift towards "leaver".
-        report.rejected_anchors.append(anchor)
-    event(
-        log,
-        "record.rejected",
-        logging.WARNING,
-        source=source,
-        **where,
-        anchor=anchor,
-        field=field,
-        reason=reason,
-    )

@@ -20,7 +20,8 @@ from syncd.config import LdapSource, SyncConfig
 from syncd.errors import ConfigError
 from syncd.logs import event, get_logger
 from syncd.model import Person, ReadReport
-from syncd.source import _ad, reject_record
+from syncd.source import _ad
+from syncd.source._records import reject_record
 from syncd.source.csv import DateParser
 
 log = get_logger("syncd.source.ldap")

@@ -29,7 +29,7 @@ from syncd.config import CsvSource, SyncConfig
 from syncd.errors import ConfigError, SourceDataError
 from syncd.logs import event, get_logger
 from syncd.model import Person, ReadReport
-from syncd.source import KEY_SEPARATOR, Record, people_of, reject_record
+from syncd.source._records import KEY_SEPARATOR, Record, people_of, reject_record
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvRowReader

@@ -42,7 +42,7 @@ from syncd.config import LdapSource, SyncConfig
 from syncd.errors import ConfigError, SourceUnavailable
 from syncd.logs import event, get_logger, register_secret
 from syncd.model import Person, ReadReport
-from syncd.source import KEY_SEPARATOR, Record, _ad, people_of
+from syncd.source import _ad
 from syncd.source._ldap_decode import use_lean_entries
 from syncd.source._ldap_entry import EntryMapper, check_base_dn, check_filter
 from syncd.source._ldap_errors import (
@@ -52,6 +52,7 @@ from syncd.source._ldap_errors import (
     limit_reason,
     result_text,
 )
+from syncd.source._records import KEY_SEPARATOR, Record, people_of
 
 log = get_logger("syncd.source.ldap")
 

@@ -1,0 +1,291 @@
+"""The ``syncd`` command. The only place where exceptions become exit codes (the mapping is
+:mod:`syncd.exit_codes`).
+
+The commands that change something (validate, plan, apply, run, retry, adopt) are here; the ones
+that only read the state and print it (status, failures, leavers, addresses) are in
+:mod:`syncd.cli._reports`.
+
+Exit codes: see :mod:`syncd.exit_codes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from syncd import __version__
+from syncd.cli._reports import cmd_addresses, cmd_failures, cmd_leavers, cmd_status, emit_rows
+from syncd.config import DEFAULT_CONFIG_PATH, Config, LoggingConfig, load_config
+from syncd.errors import ConfigError, SyncdError
+from syncd.exit_codes import EX_OK, EX_PARTIAL, EX_SOFTWARE, EX_USAGE, exit_code_for
+from syncd.logs import log_to_files, setup_logging
+
+# ------------------------------------------------------------------------------------ commands
+
+
+def cmd_validate(config: Config, args: argparse.Namespace) -> int:
+    from syncd.source import open_source
+
+    print(f"config {config.origin}: valid")
+    source = open_source(config)
+    print(f"source: {source.describe()}")
+    people = source.sample(5)
+    print(f"source: read {len(people)} sample record(s):")
+    for person in people:
+        state = " (disabled)" if person.disabled else ""
+        start = f" start={person.start_date}" if person.start_date else ""
+        print(f"  {person.anchor}  {person.first_name} {person.last_name}{start}{state}")
+    if args.offline:
+        print("hybridbox: not checked (--offline)")
+        return EX_OK
+    from syncd.hybridbox import HybridboxClient
+
+    settings = config.hybridbox
+    with HybridboxClient(settings, settings.token()) as client:
+        client.check_account()
+        domain = client.check_domain(settings.domain)
+    ready = domain.get("outbound_routing_ready")
+    print(
+        f"hybridbox: {settings.url} account {settings.account_id}: token accepted; domain "
+        f"{domain.get('name', settings.domain)} status={domain.get('status')} "
+        f"outbound_routing_ready={ready}"
+    )
+    return EX_OK
+
+
+def _cycle_options(config: Config, args: argparse.Namespace, mode: str) -> Any:
+    from syncd.cycle import CycleOptions
+    from syncd.service import StatusFiles
+
+    return CycleOptions(
+        mode=mode,  # type: ignore[arg-type]
+        allow_creates=getattr(args, "allow_creates", None),
+        reporter=StatusFiles(config) if mode == "apply" else None,
+    )
+
+
+def cmd_plan(config: Config, args: argparse.Namespace) -> int:
+    from syncd.cycle import run_cycle
+
+    result = run_cycle(config, _cycle_options(config, args, "plan"))
+    the_plan, domain = result.plan, config.hybridbox.domain
+    rows: list[dict[str, Any]] = []
+    for action in the_plan.creates + the_plan.retries:
+        rows.append(
+            {
+                "action": action.kind.value,
+                "anchor": action.person.anchor,
+                "name": f"{action.person.first_name} {action.person.last_name}",
+                "detail": action.known.local_part + "@" + domain
+                if action.known and action.known.local_part
+                else "",
+            }
+        )
+    for action in the_plan.renames:
+        old = f"{action.known.mailbox_first} {action.known.mailbox_last}" if action.known else ""
+        rows.append(
+            {
+                "action": "rename",
+                "anchor": action.person.anchor,
+                "name": f"{action.person.first_name} {action.person.last_name}",
+                "detail": f"was {old}",
+            }
+        )
+    for action in the_plan.scheduled:
+        rows.append(
+            {
+                "action": "scheduled",
+                "anchor": action.person.anchor,
+                "name": f"{action.person.first_name} {action.person.last_name}",
+                "detail": f"due {action.due}",
+            }
+        )
+    if not args.summary:
+        emit_rows(rows, ("action", "anchor", "name", "detail"), args.format)
+    c = result.counts
+    if args.format == "table":
+        print(
+            f"plan: read={c['read']} rejected={c['rejected']} "
+            f"complete={str(result.report.complete).lower()} creates={c['creates']} "
+            f"(new={c['new']}) retries={c['retries']} renames={c['renames']} "
+            f"scheduled={c['scheduled']} waiting={c['waiting']} "
+            f"quarantined={c['quarantined']} unresolved={c['unresolved']}"
+        )
+        if result.message:
+            print(f"guards: apply would refuse: {result.message}")
+        print("nothing was changed (plan is a dry run; `syncd apply` applies it)")
+    return EX_OK
+
+
+def cmd_apply(config: Config, args: argparse.Namespace) -> int:
+    from syncd.cycle import run_cycle
+
+    result = run_cycle(config, _cycle_options(config, args, "apply"))
+    return EX_PARTIAL if result.outcome == "partial" else EX_OK
+
+
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    from syncd.service import run_daemon
+
+    return run_daemon(config, args.config)
+
+
+def cmd_retry(config: Config, args: argparse.Namespace) -> int:
+    from syncd.state import State, StateLock, utcnow
+
+    if not args.anchor and not args.all:
+        raise ConfigError("give an ANCHOR or --all", hint="see `syncd failures`")
+    lock = StateLock(config.state.path)
+    lock.acquire()
+    try:
+        state = State(config.state.path)
+        try:
+            count = state.release_for_retry(None if args.all else args.anchor, utcnow())
+        finally:
+            state.close()
+    finally:
+        lock.release()
+    if count == 0 and args.anchor:
+        print(f"{args.anchor}: not failed or quarantined (see `syncd failures`)")
+        return EX_PARTIAL
+    print(f"{count} person(s) will be retried in the next cycle")
+    return EX_OK
+
+
+def cmd_adopt(config: Config, args: argparse.Namespace) -> int:
+    from syncd.cycle import adopt
+
+    report = adopt(config, dry_run=args.dry_run)
+    print(report)
+    return EX_OK
+
+
+# ------------------------------------------------------------------------------------ parsing
+
+Command = Callable[[Config, argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors; syncd uses 2 for a stale status, and 64 (EX_USAGE)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="syncd",
+        description="Provision Hybridbox mailboxes for new hires from LDAP, Active Directory or "
+        "an HR CSV export.",
+        epilog="Exit codes: 0 ok, 1 some people failed, 2 status too old, 65 bad input data, "
+        "69 service unavailable, 75 temporary failure (guard, lock), 77 not authorized, "
+        "78 configuration error.",
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=Path(os.environ.get("SYNCD_CONFIG", str(DEFAULT_CONFIG_PATH))),
+        help="the YAML config file (default: $SYNCD_CONFIG or %(default)s)",
+    )
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, handler: Command | None, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        assert isinstance(command, _Parser)
+        command.set_defaults(handler=handler)
+        return command
+
+    fmt = {"choices": ("table", "csv", "json"), "default": "table", "help": "output format"}
+    validate = add(
+        "validate",
+        cmd_validate,
+        "check the config, read a few source records, check the Hybridbox token and domain",
+    )
+    validate.add_argument("--offline", action="store_true", help="do not contact Hybridbox")
+    plan = add("plan", cmd_plan, "show what `apply` would do; changes nothing")
+    plan.add_argument("--format", **fmt)  # type: ignore[arg-type]
+    plan.add_argument(
+        "--summary", action="store_true", help="print only the counts, not one line per person"
+    )
+    apply = add("apply", cmd_apply, "run one sync cycle now")
+    apply.add_argument(
+        "--allow-creates",
+        type=int,
+        metavar="N",
+        help="for this run only, allow up to N creates of people first seen in "
+        "this read even above the safety limits",
+    )
+    add("run", cmd_run, "run as a daemon: cycles on the configured schedule (systemd)")
+    status = add(
+        "status",
+        cmd_status,
+        "show the last cycles and totals; exit 2 if the last success is too old",
+    )
+    status.add_argument("--runs", type=int, default=5, help="how many recent runs to show")
+    status.add_argument("--format", choices=("table", "json"), default="table")
+    add(
+        "failures", cmd_failures, "list people whose mailbox could not be created yet"
+    ).add_argument("--format", **fmt)  # type: ignore[arg-type]
+    retry = add("retry", cmd_retry, "retry a failed or quarantined person in the next cycle")
+    retry.add_argument("anchor", nargs="?", help="the person's anchor (see `syncd failures`)")
+    retry.add_argument("--all", action="store_true", help="retry every failed person")
+    adopt = add(
+        "adopt",
+        cmd_adopt,
+        "match mailboxes that already exist on Hybridbox to people and record them",
+    )
+    adopt.add_argument("--dry-run", action="store_true", help="show the matches, record nothing")
+    add(
+        "leavers",
+        cmd_leavers,
+        "people who still have a mailbox but are disabled or gone from the source",
+    ).add_argument("--format", **fmt)  # type: ignore[arg-type]
+    addresses = add("addresses", cmd_addresses, "show who held an address and when")
+    addresses.add_argument("address", help="local part or full address")
+    addresses.add_argument("--format", **fmt)  # type: ignore[arg-type]
+    add("emulator", None, "run the bundled Hybridbox emulator (see `syncd emulator --help`)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "emulator" in argv:
+        # Everything after `emulator` belongs to the emulator's own parser.
+        from syncd.emulator import main as emulator_main
+
+        return emulator_main(argv[argv.index("emulator") + 1 :])
+    args = build_parser().parse_args(argv)
+    setup_logging(LoggingConfig(), stderr=True)
+    try:
+        config = load_config(args.config)
+        setup_logging(config.logging)
+        code = int(args.handler(config, args))
+    except SyncdError as exc:
+        # A clean message on the terminal; the same, as an event, in the log file.
+        print(f"syncd: {exc}", file=sys.stderr)
+        code = exit_code_for(exc)
+        log_to_files(
+            "command.failed", logging.ERROR, command=args.command, exit_code=code, reason=str(exc)
+        )
+        return code
+    except KeyboardInterrupt:
+        print("syncd: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        print("syncd: internal error (a bug; please report it with this trace):", file=sys.stderr)
+        traceback.print_exc()
+        return EX_SOFTWARE
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

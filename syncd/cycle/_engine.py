@@ -1,0 +1,332 @@
+"""One sync cycle: read → stage → plan → guard → record → apply → report.
+
+The engine is the only module that knows the order of things. It has the source read by
+:mod:`syncd.cycle._stage` (which stages the new and changed people in a temporary SQLite table and
+recognises the unchanged rest in blocks, so the population is never held in a Python list),
+has :mod:`syncd.cycle._candidates` join the staged people with the state to find the few the planner
+has to look at, asks the pure planner what to do, checks the guards, and hands the creates to
+:mod:`syncd.cycle._provision`.
+
+A cycle either raises a :class:`syncd.errors.SyncdError` (the CLI turns it into an exit code) or
+returns a :class:`CycleResult`. Every cycle that got as far as opening the state is recorded in
+``runs``, with its outcome, whether it succeeded or not.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from syncd.config import Config
+from syncd.cycle._candidates import (
+    OPEN_POLICY_KEY,
+    candidates,
+    open_policy,
+    plan_and_queue,
+    queued_creates,
+    refresh_open,
+)
+from syncd.cycle._plan import GuardInput, Plan, Policy, check_guards, plan
+from syncd.cycle._run import CycleOptions, CycleResult, new_cycle_id, today_for
+from syncd.cycle._stage import Staged, record_read, stage_source
+from syncd.errors import GuardTripped, SyncdError
+from syncd.logs import cycle_context, event, get_logger
+from syncd.model import ReadReport
+from syncd.source import Source, open_source
+from syncd.state import State, StateLock, iso, parse_iso, utcnow
+
+if TYPE_CHECKING:
+    from syncd.cycle._provision import Provisioner
+    from syncd.hybridbox import HybridboxClient
+
+log = get_logger("syncd.engine")
+
+
+def run_cycle(config: Config, options: CycleOptions | None = None) -> CycleResult:
+    """Run one cycle. ``plan`` mode reads and plans but changes nothing anywhere."""
+    options = options or CycleOptions()
+    cycle_id = options.cycle_id or new_cycle_id()
+    with cycle_context(cycle_id):
+        if options.mode == "plan":
+            return _plan_only(config, options, cycle_id)
+        lock = StateLock(config.state.path)
+        lock.acquire()
+        try:
+            return _apply(config, options, cycle_id)
+        finally:
+            lock.release()
+
+
+def _plan_only(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
+    started = time.monotonic()
+    now = utcnow()
+    path = config.state.path
+    state = State(path, read_only=True) if path.exists() else State(None)
+    try:
+        source = open_source(config)
+        report = ReadReport()
+        # A state from an older syncd is not migrated by a dry run: read it without blocks.
+        staged = stage_source(state, source, report, options.heartbeat, use_blocks=state.current)
+        result = CycleResult(cycle_id, "plan", now, report, Plan())
+        policy = Policy.from_config(config)
+        result.plan = plan(candidates(state, policy), policy, today_for(options, now), now)
+        result.counts = _plan_counts(staged, report, result.plan)
+        result.message = "; ".join(
+            _guard_reasons(config, state, staged, report, result.plan, options)
+        )
+        result.duration_s = time.monotonic() - started
+        return result
+    finally:
+        state.close()
+
+
+def _plan_counts(staged: Staged, report: ReadReport, the_plan: Plan) -> dict[str, int]:
+    return {
+        "read": report.read,
+        "rejected": report.rejected,
+        "accepted": staged.accepted,
+        "new": the_plan.new_creates,
+        "creates": the_plan.create_count,
+        "retries": the_plan.retry_count,
+        "renames": len(the_plan.renames),
+        "scheduled": the_plan.scheduled_count,
+        "waiting": the_plan.waiting,
+        "quarantined": the_plan.quarantined,
+        "unresolved": the_plan.unresolved,
+    }
+
+
+def _guard_reasons(
+    config: Config,
+    state: State,
+    staged: Staged,
+    report: ReadReport,
+    the_plan: Plan,
+    options: CycleOptions,
+) -> list[str]:
+    last = state.last_complete_read() if state.path is not None else None
+    safety = config.safety
+    return check_guards(
+        GuardInput(
+            accepted=staged.accepted,
+            complete=report.complete,
+            last_complete_accepted=last.accepted if last else None,
+            new_creates=the_plan.new_creates,
+            # Only the percent guard on new creates reads it: no count when there are none.
+            provisioned=state.provisioned_count() if the_plan.new_creates else 0,
+            min_source_people=safety.min_source_people,
+            max_source_drop_percent=safety.max_source_drop_percent,
+            max_creates_per_cycle=safety.max_creates_per_cycle,
+            max_creates_percent=safety.max_creates_percent,
+            allow_creates=options.allow_creates,
+        )
+    )
+
+
+class _Hybridbox:
+    """The cycle's connection to Hybridbox, opened (token and domain checked) on first need.
+
+    A cycle with nothing to send neither loads httpx nor contacts Hybridbox, unless the last
+    successful check is older than ``hybridbox.check_every``: then it checks at the start, so an
+    expired token is reported within that time even when nobody new arrives.
+    """
+
+    def __init__(self, config: Config, options: CycleOptions, now: datetime) -> None:
+        self.config, self.options, self.now = config, options, now
+        self._client: HybridboxClient | None = None
+        self._provisioner: Provisioner | None = None
+
+    def check_due(self, state: State) -> bool:
+        every = self.config.hybridbox.check_every
+        checked = state.get_meta(_CHECKED_KEY)
+        return not every or checked is None or parse_iso(checked) + every <= self.now
+
+    def connect(self) -> None:
+        if self._client is None:
+            # Imported here so that a cycle with nothing to send never loads httpx.
+            from syncd.cycle._connect import connect
+
+            self._client = connect(self.config, self.options.stop)
+
+    def provisioner(self, state: State) -> Provisioner:
+        if self._provisioner is None:
+            from syncd.cycle._provision import Provisioner
+
+            self.connect()
+            assert self._client is not None
+            self._provisioner = Provisioner(
+                self.config, state, self._client, self.now, self.options
+            )
+        return self._provisioner
+
+    def record_check(self, state: State) -> None:
+        if self._client is not None:
+            with state.transaction():
+                state.set_meta(_CHECKED_KEY, iso(self.now))
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return dict(self._provisioner.counters) if self._provisioner is not None else {}
+
+    @property
+    def stopped(self) -> bool:
+        return self._provisioner is not None and self._provisioner.stopped
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+_CHECKED_KEY = "hybridbox_checked_at"
+
+
+def _apply(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
+    started = time.monotonic()
+    now = utcnow()
+    source = open_source(config)
+    hybridbox = _Hybridbox(config, options, now)
+    try:
+        # A wrong token is found before the state is touched: on a first run (which has
+        # everyone to create), and whenever the check is due.
+        if not config.state.path.exists():
+            hybridbox.connect()
+        state = State(config.state.path)
+    except BaseException:
+        hybridbox.close()
+        raise
+    try:
+        if hybridbox.check_due(state):
+            hybridbox.connect()
+        return _apply_cycle(config, options, cycle_id, state, source, hybridbox, started, now)
+    finally:
+        hybridbox.close()
+        state.close()
+
+
+def _apply_cycle(
+    config: Config,
+    options: CycleOptions,
+    cycle_id: str,
+    state: State,
+    source: Source,
+    hybridbox: _Hybridbox,
+    started: float,
+    now: datetime,
+) -> CycleResult:
+    run_id = state.start_run(cycle_id, "apply", source.describe(), now)
+    report = ReadReport()
+    result = CycleResult(cycle_id, "apply", now, report, Plan())
+    reporter = options.reporter
+    if reporter is not None:
+        reporter.started(now)
+    try:
+        if state.has_intents():
+            hybridbox.provisioner(state).resolve_intents()
+        staged = stage_source(state, source, report, options.heartbeat)
+        if not report.complete:
+            event(log, "source.incomplete", logging.WARNING, reason=report.incomplete_reason)
+        policy, today = Policy.from_config(config), today_for(options, now)
+        if state.get_meta(OPEN_POLICY_KEY) != open_policy(policy):
+            refresh_open(state, policy, everyone=True)  # first cycle, or update_names changed
+        the_plan = result.plan = plan_and_queue(state, policy, today, now)
+        reasons = _guard_reasons(config, state, staged, report, the_plan, options)
+        if not reasons and the_plan.create_count and not state.has_any_mailbox():
+            reasons += hybridbox.provisioner(state).first_run_reasons()
+        if reasons:
+            raise GuardTripped("safety guard: nothing was applied: " + " | ".join(reasons))
+        to_create = the_plan.create_count + the_plan.retry_count
+        if to_create or the_plan.renames:
+            hybridbox.provisioner(state)  # the token is checked before the read is recorded
+        record_read(state, report, now)
+        if to_create:
+            hybridbox.provisioner(state).create(queued_creates(state), to_create)
+        if the_plan.renames:
+            hybridbox.provisioner(state).rename(the_plan.renames)
+        refresh_open(state, policy)
+        hybridbox.record_check(state)
+        result.totals = state.totals(config.sync.leaver_after_missing)
+        result.counts = _final_counts(staged, report, the_plan, hybridbox.counters, result.totals)
+        result.stopped_early = hybridbox.stopped
+        result.duration_s = time.monotonic() - started
+        outcome = result.outcome
+        state.finish_run(
+            run_id,
+            complete=int(report.complete),
+            incomplete_reason=report.incomplete_reason,
+            outcome=outcome,
+            exit_code=1 if outcome == "partial" else 0,
+            **{k: result.counts.get(k, 0) for k in _RUN_COUNT_COLUMNS},
+        )
+        summary(result)
+        if reporter is not None:
+            reporter.finished(result)
+        return result
+    except SyncdError as exc:
+        state.finish_run(
+            run_id,
+            complete=int(report.complete),
+            incomplete_reason=report.incomplete_reason,
+            read=report.read,
+            rejected=report.rejected,
+            outcome="error",
+            message=str(exc),
+        )
+        if reporter is not None:
+            reporter.failed(state, now, exc)
+        raise
+
+
+_RUN_COUNT_COLUMNS = (
+    "read", "rejected", "accepted", "new", "created", "adopted", "renamed", "failed",
+    "pending", "quarantined", "scheduled", "leavers",
+)  # fmt: skip
+
+
+def _final_counts(
+    staged: Staged,
+    report: ReadReport,
+    the_plan: Plan,
+    done: dict[str, int],
+    totals: dict[str, int],
+) -> dict[str, int]:
+    return {
+        "read": report.read,
+        "rejected": report.rejected,
+        "accepted": staged.accepted,
+        "new": the_plan.new_creates,
+        "created": done.get("created", 0),
+        "adopted": done.get("adopted", 0),
+        "renamed": done.get("renamed", 0),
+        "failed": done.get("failed", 0),
+        "pending": totals["pending"],
+        "quarantined": totals["quarantined"],
+        "scheduled": the_plan.scheduled_count,
+        "leavers": totals["leavers"],
+        "mailboxes": totals["mailboxes"],
+    }
+
+
+def summary(result: CycleResult) -> None:
+    c = result.counts
+    event(
+        log,
+        "cycle.summary",
+        mode=result.mode,
+        outcome=result.outcome,
+        complete=result.report.complete,
+        read=c.get("read"),
+        rejected=c.get("rejected"),
+        new=c.get("new"),
+        created=c.get("created"),
+        adopted=c.get("adopted"),
+        renamed=c.get("renamed"),
+        failed=c.get("failed"),
+        pending=c.get("pending"),
+        quarantined=c.get("quarantined"),
+        scheduled=c.get("scheduled"),
+        leavers=c.get("leavers"),
+        stopped_early=result.stopped_early or None,
+        duration_s=f"{result.duration_s:.2f}",
+    )
