@@ -1,4 +1,5 @@
-"""Reference address candidates for ``tests/test_addresses.py``: who, under which config, got what.
+"""Reference address candidates for ``tests/addresses/test_addresses.py``: who, under which config,
+got what.
 
 The file ``tests/data/address_candidates.json`` was written by this script from the address code
 *before* it was optimised (issue 5), so the test proves the fast paths give the very same

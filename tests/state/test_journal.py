@@ -1,4 +1,4 @@
-"""The provisioner's state writes (syncd/journal.py), one fact at a time, on a real state file."""
+"""The provisioner's state writes (syncd/state/_journal.py), one fact at a time, on a real file."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ The entries and search results below have the shape ldap3 hands back from a real
 ``raw_attributes`` with byte values, result dicts with the paged-results control). A small
 stand-in connection replays them page by page, so the paging loop, the GUID rendering, the
 userAccountControl bit and the ranged attribute names are tested without a DC. The Samba AD
-integration tests (tests/test_source_ad_samba.py) cover the same paths against a real one.
+integration tests (tests/source/test_ad_samba.py) cover the same paths against a real one.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 from syncd.config import CsvSource, load_config
 from syncd.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "7c0e6e1a-2f4b-4c8e-9d3a-5b1f0e2d4c6a"
 
 MINIMAL = f"""\

@@ -1,7 +1,7 @@
 """Tests for syncd.retry: the retry budget on its own, with a fake sleep and clock.
 
 How the client spends the budget (backoff, Retry-After, giving up) is tested in
-tests/test_hybridbox.py.
+tests/hybridbox/test_client.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""What each outcome of a create writes (syncd/outcomes.py), on a real state file.
+"""What each outcome of a create writes (syncd/cycle/_outcomes.py), on a real state file.
 
-The end-to-end behaviour (crashes, lost answers, collisions over HTTP) is in test_exactly_once.py
-and test_state_machine.py; these pin down each settlement on its own.
+The end-to-end behaviour (crashes, lost answers, collisions over HTTP) is in
+tests/cycle/test_exactly_once.py and tests/cycle/test_state_machine.py; these pin down each
+settlement on its own.
 """
 
 from __future__ import annotations

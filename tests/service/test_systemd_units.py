@@ -25,7 +25,7 @@ import pytest
 from syncd.config import LoggingConfig
 from syncd.logs import event, get_logger, setup_logging
 
-SYSTEMD_DIR = Path(__file__).resolve().parent.parent / "systemd"
+SYSTEMD_DIR = Path(__file__).resolve().parents[2] / "systemd"
 SERVICES = ["syncd.service", "syncd-once.service"]
 UNITS = [*SERVICES, "syncd.timer"]
 SYNCD_BIN = "/opt/syncd/venv/bin/syncd"

@@ -1,7 +1,7 @@
 """Tests for syncd._hybridbox_records: classifying failed-item codes and reading a mailbox record.
 
 These need no HTTP; how the client turns whole answers into these records is tested in
-tests/test_hybridbox.py and tests/test_hybridbox_answers.py.
+tests/hybridbox/test_client.py and tests/hybridbox/test_answers.py.
 """
 
 from __future__ import annotations

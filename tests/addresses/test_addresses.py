@@ -1,7 +1,8 @@
 """Local parts from names: candidates and choice, and the locales end to end.
 
-The name tokens themselves (transliteration, scripts, the name filter): tests/test_names.py; the
-templates (syntax, rendering, valid local parts): tests/test_templates.py.
+The name tokens themselves (transliteration, scripts, the name filter):
+tests/addresses/test_names.py; the templates (syntax, rendering, valid local parts):
+tests/addresses/test_templates.py.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 - ``name_token``'s ASCII fast path == the general path;
 - ``LogFileHandler`` still follows a rotation that happens between two events.
 
-(The allocator's preload path is checked against its query path in tests/test_allocate.py.)
+(The allocator's preload path is checked against its query path in tests/cycle/test_allocate.py.)
 """
 
 from __future__ import annotations

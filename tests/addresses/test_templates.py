@@ -1,6 +1,6 @@
 """Address templates: valid local parts, rendering, and the template rules the config enforces.
 
-The candidates made from them (order, numbers, fallback, choice): tests/test_addresses.py.
+The candidates made from them (order, numbers, fallback, choice): tests/addresses/test_addresses.py.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Rules add, rename and remove people, flip emulator faults, switch the allocator 
 the state and preloading it, run a cycle, or crash one at a named point. A crash is simulated
 in-process by an exception that no code catches (like SIGKILL, it skips every ``except`` and
 leaves the open transaction uncommitted); the SIGKILL itself is exercised by
-tests/test_exactly_once.py. Invariants hold after every step; after a quiet cycle
+tests/cycle/test_exactly_once.py. Invariants hold after every step; after a quiet cycle
 the state matches Hybridbox.
 """
 

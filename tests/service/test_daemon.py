@@ -33,7 +33,7 @@ from syncd.model import ReadReport
 from syncd.service import Daemon, Notifier
 from tests.support.emulator import RunningEmulator
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # syncd has no __main__.py (yet): run the CLI's main() the way the console script does.
 SYNCD = [sys.executable, "-c", "from syncd.cli._commands import main; raise SystemExit(main())"]
 WATCHDOG_USEC = 400_000
