@@ -17,7 +17,11 @@ from tests.support.site import Site
 if TYPE_CHECKING:
     from tests.support.emulator import RunningEmulator
 
-pytest_plugins = ["tests.support.emulator", "tests.support.slapd"]
+pytest_plugins = [
+    "tests.support.real_parts",
+    "tests.support.emulator",
+    "tests.support.slapd",
+]
 
 
 @pytest.fixture

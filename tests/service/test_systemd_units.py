@@ -308,3 +308,27 @@ def test_syncd_keeps_logging_across_a_real_rotation(tmp_path: Path) -> None:
         "syncd.log.1",
         "syncd.log.2.gz",
     ]
+
+
+# ------------------------------------------------------------------------------- systemd/README
+
+
+def test_the_units_point_to_an_install_guide_that_covers_them() -> None:
+    """Every unit that says "see systemd/README.md" gets a guide that installs it, loads its
+    credentials, and checks it the way the tests do."""
+    guide = (SYSTEMD_DIR / "README.md").read_text(encoding="utf-8")
+    for unit in UNITS:
+        if "see systemd/README.md" in (SYSTEMD_DIR / unit).read_text(encoding="utf-8"):
+            assert re.search(rf"^cp .*systemd/{re.escape(unit)}\b", guide, re.M), unit
+    copied = re.findall(
+        r"(?<![\w/])systemd/([\w.-]+)", " ".join(re.findall(r"^cp .*$", guide, re.M))
+    )
+    assert copied and all((SYSTEMD_DIR / name).is_file() for name in copied), copied
+    for unit in SERVICES:
+        for credential in values(unit, "LoadCredential"):
+            name, _, source = credential.partition(":")
+            assert f"install -m 0600 /dev/stdin {source}" in guide, credential
+            assert f"_credential: {name}" in guide, credential
+    assert "systemd-analyze security --offline=yes" in guide
+    assert "runuser -u syncd --" in guide
+    assert "useradd --system" in guide and values("syncd.service", "User") == ["syncd"]
