@@ -1,9 +1,9 @@
 """The ``syncd`` command. The only place where exceptions become exit codes (the mapping is
 :mod:`syncd.exit_codes`).
 
-The commands that change something (validate, plan, apply, run, retry, adopt) are here; the ones
-that only read the state and print it (status, failures, leavers, addresses) are in
-:mod:`syncd.cli._reports`.
+The commands that change something (validate, plan, apply, run, retry, adopt) are here, and
+``config``, which prints what a config file may hold; the ones that only read the state and print it
+(status, failures, leavers, addresses) are in :mod:`syncd.cli._reports`.
 
 Exit codes: see :mod:`syncd.exit_codes`.
 """
@@ -21,7 +21,14 @@ from typing import Any, NoReturn
 
 from syncd import __version__
 from syncd.cli._reports import cmd_addresses, cmd_failures, cmd_leavers, cmd_status, emit_rows
-from syncd.config import DEFAULT_CONFIG_PATH, Config, LoggingConfig, load_config
+from syncd.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    LoggingConfig,
+    load_config,
+    render_example_config,
+    render_key_tables,
+)
 from syncd.errors import ConfigError, SyncdError
 from syncd.exit_codes import EX_OK, EX_PARTIAL, EX_SOFTWARE, EX_USAGE, exit_code_for
 from syncd.logs import log_to_files, setup_logging
@@ -166,6 +173,15 @@ def cmd_adopt(config: Config, args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """``syncd config example|keys``; takes no Config, because it is what one starts from."""
+    text = render_example_config() if args.config_action == "example" else render_key_tables()
+    # UTF-8 whatever the locale says: the example becomes a config file, which syncd reads as UTF-8.
+    sys.stdout.buffer.write(text.encode("utf-8"))
+    sys.stdout.buffer.flush()
+    return EX_OK
+
+
 # ------------------------------------------------------------------------------------ parsing
 
 Command = Callable[[Config, argparse.Namespace], int]
@@ -252,8 +268,36 @@ def build_parser() -> argparse.ArgumentParser:
     addresses = add("addresses", cmd_addresses, "show who held an address and when")
     addresses.add_argument("address", help="local part or full address")
     addresses.add_argument("--format", **fmt)  # type: ignore[arg-type]
+    _add_config_command(
+        add("config", None, "print the annotated example config or the table of every key")
+    )
     add("emulator", None, "run the bundled Hybridbox emulator (see `syncd emulator --help`)")
     return parser
+
+
+def _add_config_command(config: argparse.ArgumentParser) -> None:
+    config.description = (
+        "Print documentation generated from syncd's config schema, the one source of every "
+        "key's description, default and example. Needs no config file (--config is ignored)."
+    )
+    actions = config.add_subparsers(dest="config_action", metavar="ACTION", required=True)
+    for name, help_text, description in (
+        (
+            "example",
+            "print an annotated example config, every key with what it does and its default",
+            "Print an annotated example config (YAML) on stdout: every key with its description "
+            "and default, with an HR CSV export as the source. It is config/syncd.example.yaml; "
+            "start a new installation with `syncd config example > /etc/syncd/syncd.yaml`.",
+        ),
+        (
+            "keys",
+            "print the Markdown tables of every key: path, default, meaning",
+            "Print the Markdown tables of every config key (key path, default, meaning) on "
+            "stdout, the CSV and the LDAP source keys included. They are README's 'Every key' "
+            "tables.",
+        ),
+    ):
+        actions.add_parser(name, help=help_text, description=description)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return emulator_main(argv[argv.index("emulator") + 1 :])
     args = build_parser().parse_args(argv)
+    if args.command == "config":
+        return cmd_config(args)  # before loading a config: there may be none yet
     setup_logging(LoggingConfig(), stderr=True)
     try:
         config = load_config(args.config)

@@ -1,13 +1,22 @@
 """The configuration schema: one YAML file, validated by these pydantic models.
 
-The models are the single source of truth: ``config/syncd.example.yaml`` documents every key and a
-test keeps it valid against them. Unknown keys are rejected, so a typo is an error, not a silently
+The models are the single source of truth: every key carries its description, default and
+examples here, and :mod:`syncd.config._docs` renders ``config/syncd.example.yaml`` and README's key
+tables from them (``syncd config example``, ``syncd config keys``); a test fails when either
+differs from what the models give. Unknown keys are rejected, so a typo is an error, not a silently
 ignored setting. Relative paths are taken relative to the directory of the config file.
 
 Secrets are never written in the file, only referenced: ``*_file`` (a file that others cannot read),
 ``*_env`` (an environment variable) or ``*_credential`` (a name under ``$CREDENTIALS_DIRECTORY``, as
 systemd's ``LoadCredential=`` provides); :mod:`syncd.config._secrets` reads them when syncd
 connects.
+
+What the generated docs cannot read from a field's type and default is said in its
+``json_schema_extra``: ``shown_default`` (Markdown for the default column, when the default depends
+on another key or ``None`` means more than "none"), ``alternative_to`` (the key this one replaces,
+e.g. ``token_env`` for ``token_file``: one table row, commented out in the example) and
+``in_example: "commented"`` (shown commented out in the example, because a copied example should
+not turn it on).
 """
 
 from __future__ import annotations
@@ -90,57 +99,228 @@ def _exactly_one(obj: BaseModel, name: str, *, required: bool) -> None:
 class CsvColumns(Section):
     """Header names in the HR export. ``anchor`` is the stable HR id, never the email."""
 
-    anchor: str
-    first_name: str
-    last_name: str
-    start_date: str | None = None
-    status: str | None = None
-    email: str | None = None
+    anchor: str = Field(
+        description="Header of the stable HR id that identifies a person; never the email "
+        "address, which changes with names.",
+        examples=["employee_id"],
+    )
+    first_name: str = Field(description="Header of the first name.", examples=["first_name"])
+    last_name: str = Field(description="Header of the last name.", examples=["last_name"])
+    start_date: str | None = Field(
+        None,
+        description="Header of the start date, in a `sync.date_format`. Without it, mailboxes "
+        "are created as soon as people appear.",
+        examples=["start_date"],
+    )
+    status: str | None = Field(
+        None,
+        description="Header of the status; see `active_values`. Without it, everyone is active.",
+        examples=["status"],
+    )
+    email: str | None = Field(
+        None,
+        description="Header of a desired address: its local part is used first when it is in "
+        "`hybridbox.domain` and free.",
+        examples=["email"],
+    )
 
 
 class CsvSource(Section):
-    type: Literal["csv"]
-    path: ConfigPath
-    delimiter: str = Field(",", min_length=1, max_length=1)
-    encoding: str = "utf-8"
-    columns: CsvColumns
-    # Rows whose status column holds one of these (case-insensitive) are active; others are
-    # treated as disabled. Only used when columns.status is set.
-    active_values: list[str] = Field(default_factory=lambda: ["active"])
+    """An HR system's CSV export, one person per row."""
+
+    type: Literal["csv"] = Field(
+        description="`csv`: people come from an HR export file.", examples=["csv"]
+    )
+    path: ConfigPath = Field(
+        description="The export file. It is read as a stream, row by row, so any size works.",
+        examples=["/var/lib/syncd-import/hr-export.csv"],
+    )
+    delimiter: str = Field(
+        ",",
+        min_length=1,
+        max_length=1,
+        description="The field separator, one character.",
+        examples=[",", ";"],
+    )
+    encoding: str = Field(
+        "utf-8",
+        description="The export's text encoding (a BOM is tolerated); older exports may need "
+        "`cp1252` or `latin-1`.",
+        examples=["utf-8", "cp1252"],
+    )
+    columns: CsvColumns = Field(description="Header names in the export.")
+    active_values: list[str] = Field(
+        default_factory=lambda: ["active"],
+        description="Status values (any case) that mean active; a person with any other status "
+        "is disabled. Only used when `columns.status` is set.",
+        examples=[["active"], ["active", "on leave"]],
+    )
 
 
 class LdapAttributes(Section):
     """Attribute names; ``None`` means the flavor's default (see ``LdapSource.effective_*``)."""
 
-    anchor: str | None = None
-    first_name: str = "givenName"
-    last_name: str = "sn"
-    email: str | None = "mail"
-    start_date: str | None = None
-    disabled: str | None = None
+    anchor: str | None = Field(
+        None,
+        description="The stable identity, never `mail`; syncd asks for it by name, so an "
+        "operational attribute works. Its default depends on `flavor`.",
+        examples=["entryUUID"],
+        json_schema_extra={
+            "shown_default": "`entryUUID`; AD: `objectGUID` (shown as a GUID string)"
+        },
+    )
+    first_name: str = Field(
+        "givenName",
+        description="The first name; of a multi-valued attribute the first value is used, with "
+        "a warning.",
+        examples=["givenName"],
+    )
+    last_name: str = Field(
+        "sn",
+        description="The last name; of a multi-valued attribute the first value is used, with "
+        "a warning.",
+        examples=["sn"],
+    )
+    email: str | None = Field(
+        "mail",
+        description="A desired address, as for CSV: its local part is used first when it is in "
+        "`hybridbox.domain` and free.",
+        examples=["mail"],
+    )
+    start_date: str | None = Field(
+        None,
+        description="The first working day, in a `sync.date_format` or as GeneralizedTime "
+        "(`20260301000000Z`).",
+        examples=["hrStartDate"],
+    )
+    disabled: str | None = Field(
+        None,
+        description="An attribute that says the account is disabled (see `disabled_values`). "
+        "Its default depends on `flavor`.",
+        examples=["employeeType"],
+        json_schema_extra={"shown_default": "none; AD: `userAccountControl` (bit 0x2)"},
+    )
 
 
 class LdapSource(Section):
-    type: Literal["ldap"]
-    flavor: Literal["openldap", "active_directory"] = "openldap"
-    url: list[str] = Field(min_length=1)
-    start_tls: bool = False
-    ca_file: ConfigPath | None = None
-    tls_verify: bool = True
-    bind_dn: str | None = None
-    bind_password_file: ConfigPath | None = None
-    bind_password_env: str | None = None
-    bind_password_credential: str | None = None
-    base_dn: str
-    scope: Literal["base", "one", "sub"] = "sub"
-    filter: str | None = None
-    page_size: int = Field(500, ge=1, le=10000)
-    timeout_s: float = Field(30, gt=0)
-    retries: int = Field(2, ge=0, le=10)
-    attributes: LdapAttributes = LdapAttributes()
-    # OpenLDAP: values of attributes.disabled that mean "disabled" (case-insensitive).
-    # Active Directory ignores this and tests userAccountControl bit 0x2.
-    disabled_values: list[str] = Field(default_factory=lambda: ["true", "1", "yes", "disabled"])
+    """OpenLDAP (or any RFC 4511 directory) or Active Directory, read with a paged search."""
+
+    type: Literal["ldap"] = Field(
+        description="`ldap`: people come from a directory.", examples=["ldap"]
+    )
+    flavor: Literal["openldap", "active_directory"] = Field(
+        "openldap",
+        description="`openldap` (any RFC 4511 directory) or `active_directory`; sets the "
+        "defaults of `filter`, `attributes.anchor` and `attributes.disabled`.",
+        examples=["openldap", "active_directory"],
+    )
+    url: list[str] = Field(
+        min_length=1,
+        description="One URL or a list, tried in order (the others are failovers): "
+        "`ldap://host[:port]` or `ldaps://host[:port]`, with a name the server certificate "
+        "lists.",
+        examples=[["ldaps://ldap1.example.org", "ldaps://ldap2.example.org"]],
+    )
+    start_tls: bool = Field(
+        False,
+        description="Upgrade `ldap://` connections with StartTLS (not for `ldaps://` URLs, "
+        "which are encrypted already).",
+        examples=[True],
+    )
+    ca_file: ConfigPath | None = Field(
+        None,
+        description="PEM file of the CA that signed the server certificate.",
+        examples=["/etc/syncd/ldap-ca.pem"],
+        json_schema_extra={"shown_default": "the system CAs"},
+    )
+    tls_verify: bool = Field(
+        True,
+        description="`false` skips certificate checks, so the bind password can be intercepted; "
+        "syncd logs a warning every cycle. Do not turn it off outside a lab.",
+        examples=[True],
+    )
+    bind_dn: str | None = Field(
+        None,
+        description="The read-only service account to bind as (Active Directory also takes "
+        "`user@domain`). Without it, the bind is anonymous.",
+        examples=["cn=syncd,ou=service,dc=example,dc=org", "syncd@example.org"],
+        json_schema_extra={"shown_default": "anonymous"},
+    )
+    bind_password_file: ConfigPath | None = Field(
+        None,
+        description="The service account's password, exactly one of the three when `bind_dn` "
+        "is set: `bind_password_file` (a file others cannot read), `bind_password_env` (an "
+        "environment variable) or `bind_password_credential` (a name under "
+        "`$CREDENTIALS_DIRECTORY`, systemd's `LoadCredential=`).",
+        examples=["/etc/syncd/ldap-password"],
+        json_schema_extra={"shown_default": ""},
+    )
+    bind_password_env: str | None = Field(
+        None,
+        description="An environment variable holding the bind password, instead of "
+        "`bind_password_file`.",
+        examples=["SYNCD_LDAP_PASSWORD"],
+        json_schema_extra={"alternative_to": "bind_password_file"},
+    )
+    bind_password_credential: str | None = Field(
+        None,
+        description="A systemd credential holding the bind password, instead of "
+        "`bind_password_file`.",
+        examples=["ldap-password"],
+        json_schema_extra={"alternative_to": "bind_password_file"},
+    )
+    base_dn: str = Field(
+        description="Where people live: the base of the search.",
+        examples=["ou=people,dc=example,dc=org"],
+    )
+    scope: Literal["base", "one", "sub"] = Field(
+        "sub",
+        description="How deep to search below `base_dn`: `base`, `one` or `sub`.",
+        examples=["sub"],
+    )
+    filter: str | None = Field(
+        None,
+        description="RFC 4515 filter that selects people, checked before connecting. Its "
+        "default depends on `flavor`.",
+        examples=["(&(objectClass=inetOrgPerson)(!(employeeType=contractor)))"],
+        json_schema_extra={
+            "shown_default": "`(objectClass=inetOrgPerson)`; "
+            "AD: `(&(objectCategory=person)(objectClass=user))`"
+        },
+    )
+    page_size: int = Field(
+        500,
+        ge=1,
+        le=10000,
+        description="Entries per page of the paged search (1-10000); AD caps pages at 1000. "
+        "OpenLDAP's `size.pr` limit for the bind DN must allow it, and `size.prtotal` the whole "
+        "read (or the read is incomplete and nobody is counted as a leaver).",
+        examples=[500],
+    )
+    timeout_s: float = Field(
+        30,
+        gt=0,
+        description="Seconds for connecting and for each server answer.",
+        examples=[30],
+    )
+    retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Extra rounds over all URLs, with a short backoff, when none answers (0-10).",
+        examples=[2],
+    )
+    attributes: LdapAttributes = Field(
+        LdapAttributes(),
+        description="Attribute names in the directory; the defaults of `anchor` and `disabled` "
+        "depend on `flavor`.",
+    )
+    disabled_values: list[str] = Field(
+        default_factory=lambda: ["true", "1", "yes", "disabled"],
+        description="OpenLDAP: values (any case) of `attributes.disabled` that mean disabled. "
+        "Active Directory ignores them and tests bit 0x2 of `userAccountControl`.",
+        examples=[["disabled", "inactive"]],
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -209,23 +389,77 @@ SourceConfig = Annotated[CsvSource | LdapSource, Field(discriminator="type")]
 
 
 class HybridboxConfig(Section):
-    url: str = "https://api.hybridbox.io"
-    account_id: str = Field(
-        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    """The Hybridbox account and domain to provision into."""
+
+    url: str = Field(
+        "https://api.hybridbox.io",
+        description="The Hybridbox API; another URL only for the emulator or a proxy, and "
+        "`http://` only for the emulator.",
+        examples=["https://api.hybridbox.io"],
     )
-    domain: str = Field(min_length=1)
-    token_file: ConfigPath | None = None
-    token_env: str | None = None
-    token_credential: str | None = None
-    batch_size: int = Field(100, ge=1, le=1000)
-    page_size: int = Field(100, ge=1, le=1000)
-    timeout_s: float = Field(30, gt=0)
-    # The longest Retry-After syncd waits for; a longer one ends the cycle's calls early.
-    max_retry_after_s: float = Field(60, ge=0)
-    # Total time one cycle may spend waiting and retrying before it leaves the rest for later.
-    retry_budget_s: float = Field(300, ge=0)
-    # A cycle with nothing to send checks the token and domain only this often (0: always).
-    check_every: Duration = timedelta(hours=1)
+    account_id: str = Field(
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        description="The account's UUID (Hybridbox web app: Settings → Account).",
+        examples=["7c0e6e1a-2f4b-4c8e-9d3a-5b1f0e2d4c6a"],
+    )
+    domain: str = Field(
+        min_length=1,
+        description="The mail domain new mailboxes are created in.",
+        examples=["example.com"],
+    )
+    token_file: ConfigPath | None = Field(
+        None,
+        description="The service-account token, exactly one of `token_file` (a file others "
+        "cannot read), `token_env` (an environment variable) or `token_credential` (a name "
+        "under `$CREDENTIALS_DIRECTORY`, systemd's `LoadCredential=`).",
+        examples=["/etc/syncd/hybridbox-token"],
+        json_schema_extra={"shown_default": "required"},
+    )
+    token_env: str | None = Field(
+        None,
+        description="An environment variable holding the token, instead of `token_file`.",
+        examples=["HYBRIDBOX_TOKEN"],
+        json_schema_extra={"alternative_to": "token_file"},
+    )
+    token_credential: str | None = Field(
+        None,
+        description="A systemd credential holding the token, instead of `token_file`.",
+        examples=["hybridbox-token"],
+        json_schema_extra={"alternative_to": "token_file"},
+    )
+    batch_size: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Mailboxes per bulk request (1-1000). A server that says a batch is too "
+        "large makes syncd halve it for the rest of the cycle.",
+        examples=[100],
+    )
+    page_size: int = Field(
+        100, ge=1, le=1000, description="Mailboxes per page when listing (1-1000).", examples=[100]
+    )
+    timeout_s: float = Field(30, gt=0, description="Seconds per HTTP request.", examples=[30])
+    max_retry_after_s: float = Field(
+        60,
+        ge=0,
+        description="The longest `Retry-After` (seconds) syncd waits for on a 429 or 503; a "
+        "longer one ends the cycle's calls.",
+        examples=[60],
+    )
+    retry_budget_s: float = Field(
+        300,
+        ge=0,
+        description="Seconds one cycle may spend waiting on retries; the rest is left for the "
+        "next cycle.",
+        examples=[300],
+    )
+    check_every: Duration = Field(
+        timedelta(hours=1),
+        description="A cycle with nothing to send (the usual case) contacts Hybridbox only to "
+        "check the token and domain, and only when the last check is older than this (`0`: in "
+        "every cycle). A cycle that sends anything always checks first.",
+        examples=["1h"],
+    )
 
     @model_validator(mode="after")
     def _check(self) -> HybridboxConfig:
@@ -260,22 +494,46 @@ FallbackScript = Literal[
 
 
 class AddressesConfig(Section):
-    # Tried in order; {first} {last} {f} {l} {anchor} and {n} (2, 3, ... for clashes).
+    """How local parts (the part before @) are made from names."""
+
     templates: list[str] = Field(
-        default_factory=lambda: ["{first}.{last}", "{first}.{last}{n}"], min_length=1
+        default_factory=lambda: ["{first}.{last}", "{first}.{last}{n}"],
+        min_length=1,
+        description="Tried in order: `{first}` `{last}` `{f}` `{l}` (initials) `{anchor}`, and "
+        "`{n}` = 2, 3, ... on clashes.",
+        examples=[["{first}.{last}", "{first}.{last}{n}"], ["{f}{last}", "{f}{last}{n}"]],
     )
-    # Language-specific transliteration before the general one: de, fr, nb/da/sv/fi/is, ...
-    locale: str | None = None
-    # Used when a name has no sensible Latin form (e.g. CJK with no romanization).
-    fallback_template: str = "user.{anchor}"
-    # Names with a letter of one of these scripts skip `templates` and use `fallback_template`.
-    # Han by default: whether 王 is "wang" (Mandarin), "ou" (Japanese) or "wong" (Cantonese)
-    # cannot be read from the characters. Other scripts are transliterated (Cyrillic, Greek,
-    # kana, Hangul, ...); add e.g. Arabic or Hebrew here if their vowel-less spelling is unwanted.
-    # [] sends nobody to the fallback for their script (Han then comes out as Mandarin pinyin).
-    fallback_scripts: list[FallbackScript] = Field(default=["Han"])
-    # Addresses of leavers stay reserved this long before they may be issued again.
-    reserve_days: int = Field(default=365, ge=0)
+    locale: str | None = Field(
+        None,
+        description="Language-specific transliteration before the general one: `de` (ä→ae, "
+        "ö→oe, ü→ue, ß→ss), `fr`, `da`/`nb`/`nn`/`no` (æ→ae, ø→oe, å→aa), `sv`/`fi` (å→a, ä→a, "
+        "ö→o), `is`; only the language part counts (`de_AT` is `de`). Other letters go through "
+        "a general transliteration table (ä→a).",
+        examples=["de"],
+    )
+    fallback_template: str = Field(
+        "user.{anchor}",
+        description="For names with no sensible Latin form (see `fallback_scripts`) or with "
+        "nothing usable left.",
+        examples=["user.{anchor}"],
+    )
+    fallback_scripts: list[FallbackScript] = Field(
+        default=["Han"],
+        description="Unicode scripts whose names skip `templates` and go straight to "
+        "`fallback_template`. Han by default: whether 王 is wang (Mandarin), ou (Japanese) or "
+        "wong (Cantonese) cannot be read from the characters. Other scripts are transliterated "
+        "(Cyrillic, Greek, kana, Hangul, ...); add e.g. Arabic or Hebrew if their vowel-less "
+        "spelling is unwanted. `[]` sends nobody to the fallback (Han then comes out as "
+        "Mandarin pinyin).",
+        examples=[["Han"], ["Han", "Arabic", "Hebrew"]],
+    )
+    reserve_days: int = Field(
+        default=365,
+        ge=0,
+        description="Days a leaver's address stays reserved before it may be issued to someone "
+        "else.",
+        examples=[365],
+    )
 
     @model_validator(mode="after")
     def _check_templates(self) -> AddressesConfig:
@@ -292,7 +550,14 @@ class AddressesConfig(Section):
 
 
 class StateConfig(Section):
-    path: ConfigPath = Path("/var/lib/syncd/state.db")
+    """The local state (SQLite)."""
+
+    path: ConfigPath = Field(
+        Path("/var/lib/syncd/state.db"),
+        description="The SQLite state; `status.json` and the lock live beside it. Back it up: "
+        "it is what prevents duplicates.",
+        examples=["/var/lib/syncd/state.db"],
+    )
 
     @property
     def directory(self) -> Path:
@@ -300,10 +565,25 @@ class StateConfig(Section):
 
 
 class LoggingConfig(Section):
-    file: ConfigPath | None = None
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["text", "json"] = "text"
-    stderr: bool = True
+    """Where and how syncd logs: one event per line."""
+
+    file: ConfigPath | None = Field(
+        None,
+        description="A log file; rotate it with `systemd/syncd.logrotate` (syncd reopens it "
+        "after a move).",
+        examples=["/var/log/syncd/syncd.log"],
+    )
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="`DEBUG`, `INFO`, `WARNING` or `ERROR` (any case).", examples=["INFO"]
+    )
+    format: Literal["text", "json"] = Field(
+        "text",
+        description="`text` (key=value, one event per line) or `json` (one object per line).",
+        examples=["text"],
+    )
+    stderr: bool = Field(
+        True, description="Also log to stderr (journald under systemd).", examples=[True]
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -314,8 +594,16 @@ class LoggingConfig(Section):
 
 
 class QuarantineAfter(Section):
-    attempts: int = Field(8, ge=1)
-    days: float = Field(7, gt=0)
+    """When a person whose create keeps failing is quarantined: whichever comes first."""
+
+    attempts: int = Field(
+        8,
+        ge=1,
+        description="Failed attempts before a person is quarantined (`quarantine_after: 8` alone "
+        "sets this).",
+        examples=[8],
+    )
+    days: float = Field(7, gt=0, description="... or days since the first failure.", examples=[7])
 
     @model_validator(mode="before")
     @classmethod
@@ -326,19 +614,71 @@ class QuarantineAfter(Section):
 
 
 class SafetyConfig(Section):
-    max_creates_per_cycle: int = Field(500, ge=0)
-    max_creates_percent: float = Field(10, ge=0)
-    min_source_people: int = Field(1, ge=0)
-    max_source_drop_percent: float = Field(20, ge=0, le=100)
-    quarantine_after: QuarantineAfter = QuarantineAfter()
+    """Limits that stop a cycle before it does damage."""
+
+    max_creates_per_cycle: int = Field(
+        500,
+        ge=0,
+        description="Creates for people first seen in this read, at most this many per cycle "
+        "(`syncd apply --allow-creates N` allows more for one run).",
+        examples=[500],
+    )
+    max_creates_percent: float = Field(
+        10,
+        ge=0,
+        description="... and at most this percent of the mailboxes already provisioned (not on "
+        "the first read).",
+        examples=[10],
+    )
+    min_source_people: int = Field(
+        1,
+        ge=0,
+        description="A read with fewer usable people than this is refused.",
+        examples=[1],
+    )
+    max_source_drop_percent: float = Field(
+        20,
+        ge=0,
+        le=100,
+        description="A read smaller than the last complete one by more than this percent is "
+        "refused.",
+        examples=[20],
+    )
+    quarantine_after: QuarantineAfter = Field(
+        QuarantineAfter(),
+        description="A person whose create keeps failing is quarantined after this many "
+        "`attempts` or `days`, whichever comes first.",
+    )
 
 
 class SyncConfig(Section):
-    provision_days_before: int = Field(7, ge=0)
-    update_names: bool = False
-    leaver_after_missing: int = Field(3, ge=1)
-    # strptime formats tried in order for start dates.
-    date_format: list[str] = Field(default_factory=lambda: ["%Y-%m-%d"], min_length=1)
+    """When mailboxes are created and renamed, and who counts as a leaver."""
+
+    provision_days_before: int = Field(
+        7,
+        ge=0,
+        description="Create the mailbox this many days before the start date (0 = on the day).",
+        examples=[7],
+    )
+    update_names: bool = Field(
+        False,
+        description="Rename mailboxes (first and last name, never the address) when names change.",
+        examples=[False],
+    )
+    leaver_after_missing: int = Field(
+        3,
+        ge=1,
+        description="A person missing from this many consecutive complete reads is listed as a "
+        "leaver (`syncd leavers`).",
+        examples=[3],
+    )
+    date_format: list[str] = Field(
+        default_factory=lambda: ["%Y-%m-%d"],
+        min_length=1,
+        description="strptime formats for start dates, tried in order (one string works too). "
+        "LDAP's GeneralizedTime is always understood.",
+        examples=[["%Y-%m-%d", "%d.%m.%Y"]],
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -349,9 +689,23 @@ class SyncConfig(Section):
 
 
 class ScheduleConfig(Section):
-    every: Duration | None = None
-    cron: str | None = None
-    run_at_start: bool = True
+    """When `syncd run` (the daemon) runs a cycle."""
+
+    every: Duration | None = Field(
+        None,
+        description="The interval between cycles (at least 10s), or instead `cron`: a 5-field "
+        "cron line (minute hour day month weekday). Exactly one of the two.",
+        examples=["15m"],
+    )
+    cron: str | None = Field(
+        None,
+        description="A 5-field cron line (minute hour day month weekday), instead of `every`.",
+        examples=["*/15 7-19 * * 1-5"],
+        json_schema_extra={"alternative_to": "every"},
+    )
+    run_at_start: bool = Field(
+        True, description="Run a cycle right after the daemon starts.", examples=[True]
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> ScheduleConfig:
@@ -365,22 +719,62 @@ class ScheduleConfig(Section):
 
 
 class HealthConfig(Section):
-    # `syncd status` exits 1 when the last successful cycle is older than this.
-    max_age: Duration = timedelta(hours=1)
-    # Optional Prometheus textfile for node_exporter's textfile collector.
-    metrics_file: ConfigPath | None = None
+    """What `syncd status` and monitoring take as healthy."""
+
+    max_age: Duration = Field(
+        timedelta(hours=1),
+        description="`syncd status` exits 2 when the last successful cycle is older than this.",
+        examples=["1h"],
+    )
+    metrics_file: ConfigPath | None = Field(
+        None,
+        description="A Prometheus textfile for node_exporter's textfile collector.",
+        examples=["/var/lib/prometheus/node-exporter/syncd.prom"],
+        json_schema_extra={"in_example": "commented"},
+    )
 
 
 class Config(Section):
-    source: SourceConfig
-    hybridbox: HybridboxConfig
-    addresses: AddressesConfig = AddressesConfig()
-    state: StateConfig = StateConfig()
-    logging: LoggingConfig = LoggingConfig()
-    safety: SafetyConfig = SafetyConfig()
-    sync: SyncConfig = SyncConfig()
-    schedule: ScheduleConfig = ScheduleConfig(every=timedelta(minutes=15))
-    health: HealthConfig = HealthConfig()
+    """The whole config file: one section per part of the cycle."""
 
-    # Where the config was read from; not a YAML key.
-    origin: Path | None = Field(default=None, exclude=True)
+    source: SourceConfig = Field(
+        description="Where people come from: `type: csv`, an HR system's export, or `type: "
+        "ldap`, OpenLDAP or Active Directory (examples: `config/syncd.openldap.yaml`, "
+        "`config/syncd.ad.yaml`)."
+    )
+    hybridbox: HybridboxConfig = Field(
+        description="The Hybridbox account and domain to provision into."
+    )
+    addresses: AddressesConfig = Field(
+        AddressesConfig(),
+        description="How local parts (the part before @) are made from names. They are lower "
+        "case `[a-z0-9._-]`, at most 64 characters, with no leading, trailing or doubled dots, "
+        "and unique against every address syncd ever issued and what Hybridbox reports taken.",
+    )
+    state: StateConfig = Field(
+        StateConfig(),
+        description="The local state, an SQLite database.",
+    )
+    logging: LoggingConfig = Field(
+        LoggingConfig(), description="Where and how syncd logs: one event per line."
+    )
+    safety: SafetyConfig = Field(
+        SafetyConfig(),
+        description="Limits that stop a cycle before it does damage: a refused cycle applies "
+        "nothing and exits 75.",
+    )
+    sync: SyncConfig = Field(
+        SyncConfig(),
+        description="When mailboxes are created and renamed, and who counts as a leaver.",
+    )
+    schedule: ScheduleConfig = Field(
+        ScheduleConfig(every=timedelta(minutes=15)),
+        description="When `syncd run` (the daemon) runs a cycle: exactly one of `every` or `cron`.",
+    )
+    health: HealthConfig = Field(
+        HealthConfig(), description="What `syncd status` and monitoring take as healthy."
+    )
+
+    origin: Path | None = Field(
+        default=None, exclude=True, description="Where the config was read from; not a YAML key."
+    )
