@@ -30,7 +30,7 @@ from syncd.config import (
     render_key_tables,
 )
 from syncd.errors import ConfigError, SyncdError
-from syncd.exit_codes import EX_OK, EX_PARTIAL, EX_SOFTWARE, EX_USAGE, exit_code_for
+from syncd.exit_codes import EX_OK, EX_PARTIAL, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE, exit_code_for
 from syncd.logs import log_to_files, setup_logging
 
 # ------------------------------------------------------------------------------------ commands
@@ -300,13 +300,51 @@ def _add_config_command(config: argparse.ArgumentParser) -> None:
         actions.add_parser(name, help=help_text, description=description)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "emulator" in argv:
-        # Everything after `emulator` belongs to the emulator's own parser.
+# The options before the command that take a value (the command word is the first other word).
+_GLOBAL_OPTIONS_WITH_VALUE = ("-c", "--config")
+# What the emulator needs beyond syncd's own dependencies (pyproject's `emulator` extra).
+EMULATOR_PACKAGES = frozenset({"starlette", "uvicorn", "httptools", "uvloop", "anyio", "h11"})
+
+
+def _command_index(argv: Sequence[str]) -> int | None:
+    """Where the command word is: the first word that is neither an option nor an option's
+    value (so `syncd retry emulator` retries a person called "emulator")."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word in _GLOBAL_OPTIONS_WITH_VALUE:
+            index += 2
+        elif word.startswith("-"):
+            index += 1
+        else:
+            return index
+    return None
+
+
+def _run_emulator(argv: list[str]) -> int:
+    try:
+        # The emulator imports its web server only once it has parsed its arguments.
         from syncd.emulator import main as emulator_main
 
-        return emulator_main(argv[argv.index("emulator") + 1 :])
+        return emulator_main(argv)
+    except ImportError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in EMULATOR_PACKAGES:
+            raise
+        print(
+            f"syncd: the emulator needs packages that are not installed ({missing}): "
+            "pip install 'syncd[emulator]'",
+            file=sys.stderr,
+        )
+        return EX_UNAVAILABLE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_index(argv)
+    if command is not None and argv[command] == "emulator":
+        # Everything after `emulator` belongs to the emulator's own parser.
+        return _run_emulator(argv[command + 1 :])
     args = build_parser().parse_args(argv)
     if args.command == "config":
         return cmd_config(args)  # before loading a config: there may be none yet

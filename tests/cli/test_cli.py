@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.support.site import Row, Site, people
+from tests.support.site import REPO_ROOT, Row, Site, people
 
 EX_PARTIAL, EX_DATAERR, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 1, 65, 75, 77, 78
 
@@ -270,3 +272,29 @@ def test_usage_error_exits_64_not_2() -> None:
     )
     assert result.returncode == 64
     assert "invalid choice" in result.stderr
+
+
+def test_a_person_called_emulator_is_retried_not_served(site: Site) -> None:
+    """Only the command word starts the emulator: `retry emulator` retries the anchor."""
+    site.write_people(people(1))
+    assert site.syncd("apply").returncode == 0
+    result = site.syncd("retry", "emulator", timeout=30)
+    assert result.returncode == EX_PARTIAL, result.stderr
+    assert result.stdout == "emulator: not failed or quarantined (see `syncd failures`)\n"
+
+
+def test_the_emulator_without_its_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    """A production install has no web server; `syncd emulator` says which extra brings one."""
+    hide_uvicorn = "import sys; sys.modules['uvicorn'] = None; from syncd.cli import main; "
+    result = subprocess.run(
+        [sys.executable, "-c", hide_uvicorn + "sys.exit(main(['emulator', '--port', '0']))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 69
+    assert "pip install 'syncd[emulator]'" in result.stderr
+    assert "Traceback" not in result.stderr
