@@ -300,6 +300,10 @@ def _add_config_command(config: argparse.ArgumentParser) -> None:
         actions.add_parser(name, help=help_text, description=description)
 
 
+# What a Unix tool killed by SIGPIPE reports (128 + 13); syncd keeps SIGPIPE ignored, as Python
+# does, because a write to a closed LDAP or Hybridbox socket must be an error, not a death.
+EX_CLOSED_PIPE = 128 + 13
+
 # The options before the command that take a value (the command word is the first other word).
 _GLOBAL_OPTIONS_WITH_VALUE = ("-c", "--config")
 # What the emulator needs beyond syncd's own dependencies (pyproject's `emulator` extra).
@@ -340,6 +344,26 @@ def _run_emulator(argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``syncd`` command; returns its exit code."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here when the output fit in the pipe's buffer
+    except BrokenPipeError:
+        return _closed_pipe()
+    return code
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (``syncd status | head -3``): stop quietly, as a Unix
+    tool does, instead of a traceback. Python would flush stdout again at exit and complain, so
+    stdout is pointed at /dev/null first."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EX_CLOSED_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_index(argv)
     if command is not None and argv[command] == "emulator":
@@ -364,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("syncd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # not a bug: main() ends quietly
     except Exception:
         print("syncd: internal error (a bug; please report it with this trace):", file=sys.stderr)
         traceback.print_exc()

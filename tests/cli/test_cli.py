@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.site import REPO_ROOT, Row, Site, people
 
 EX_PARTIAL, EX_DATAERR, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 1, 65, 75, 77, 78
@@ -298,3 +300,28 @@ def test_the_emulator_without_its_extra_says_how_to_install_it(tmp_path: Path) -
     assert result.returncode == 69
     assert "pip install 'syncd[emulator]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "failures", "leavers", "plan"])
+def test_a_report_into_a_closed_pipe_ends_quietly(site: Site, command: str) -> None:
+    """`syncd status | head -3`: the reader is gone before syncd writes; no traceback, and the
+    exit status a Unix tool killed by SIGPIPE has."""
+    site.write_people(people(30))
+    site.emulator.set_faults(fail_rate=1.0)  # failures to list
+    site.syncd("apply")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone away before syncd writes a byte
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "syncd", "--config", str(site.config_path), command],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 141
