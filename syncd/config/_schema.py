@@ -47,6 +47,14 @@ DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.yaml")
 
 
 def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
+    # Admins write `~/hybridbox-token` as they would in a shell, and expect it to work.
+    try:
+        value = value.expanduser()
+    except RuntimeError:
+        raise ValueError(
+            f"cannot expand {str(value)!r}: the home directory is not known here; "
+            "write the full path"
+        ) from None
     base = (info.context or {}).get("base_dir")
     if base is not None and not value.is_absolute():
         return Path(base) / value
