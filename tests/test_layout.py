@@ -7,6 +7,7 @@ these two rules are the ones it does not check.
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import grimp
@@ -86,6 +87,29 @@ def test_no_module_imports_its_own_package_face() -> None:
             submodules = all(_module_exists(f"{module}.{name}") for name in names)
             if module == own_package and own_package != "syncd" and not submodules:
                 wrong.append(f"{path}:{line}: imports its own package {module}")
+    assert wrong == []
+
+
+def test_every_package_face_gives_what_the_others_import_from_it() -> None:
+    """What one package imports from another is listed in that package's ``__all__`` (its face),
+    and every name a face lists is really there."""
+    wrong = []
+    for path in sorted(SYNCD.rglob("*.py")):
+        own_package = _package_of(path)
+        for line, module, names in _imports(path):
+            is_package = (SYNCD.parent.joinpath(*module.split(".")) / "__init__.py").exists()
+            if module.count(".") != 1 or not is_package or module == own_package:
+                continue  # only another package's face
+            face = importlib.import_module(module)
+            listed = set(getattr(face, "__all__", ()))
+            for name in names:
+                if not _module_exists(f"{module}.{name}") and name not in listed:
+                    wrong.append(f"{path}:{line}: {name} is not in {module}.__all__")
+    for package in sorted({_package_of(path) for path in SYNCD.glob("*/__init__.py")}):
+        face = importlib.import_module(package)
+        wrong += [
+            f"{package}.{name} is missing" for name in face.__all__ if not hasattr(face, name)
+        ]
     assert wrong == []
 
 

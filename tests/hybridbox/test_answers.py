@@ -1,4 +1,4 @@
-"""Tests for syncd._hybridbox_answers: the re-exports, and the fast bulk parser against the old one.
+"""Tests for syncd.hybridbox._answers: the fast bulk parser against the straightforward one.
 
 The bulk parser takes well-formed entries on a fast path; the property test below checks that, for
 any mix of well-formed and odd entries, it returns exactly what the straightforward parser (kept
@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import syncd.hybridbox as hybridbox
 import syncd.hybridbox._answers as answers
 import syncd.hybridbox._records as records
 from syncd.hybridbox import (
@@ -294,22 +293,3 @@ def test_ignored_entries_are_logged_with_secrets_scrubbed(warnings: Keep) -> Non
     assert len(ignored) == 1
     entry = getattr(ignored[0], "syncd_fields", {})["entry"]
     assert "***" in entry and "hb_sa_secret" not in entry
-
-
-def test_every_public_name_is_re_exported_by_syncd_hybridbox() -> None:
-    functions = {records: ["classify_code"], answers: ["error_info", "EXCERPT_CHARS"]}
-    checked = 0
-    for module, names in functions.items():
-        classes = [
-            name
-            for name, value in vars(module).items()
-            if isinstance(value, type) and value.__module__ == module.__name__
-        ]
-        public = [name for name in classes if not name.startswith("_")] + names
-        for name in public:
-            assert name in hybridbox.__all__, name
-            assert getattr(hybridbox, name) is getattr(module, name), name
-        checked += len(public)
-    assert checked >= 14
-    for name in hybridbox.__all__:
-        assert hasattr(hybridbox, name), name

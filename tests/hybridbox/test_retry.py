@@ -1,4 +1,4 @@
-"""Tests for syncd.retry: the retry budget on its own, with a fake sleep and clock.
+"""Tests for syncd.hybridbox._retry: the retry budget on its own, with a fake sleep and clock.
 
 How the client spends the budget (backoff, Retry-After, giving up) is tested in
 tests/hybridbox/test_client.py.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-import syncd.hybridbox as hybridbox
 from syncd.errors import HybridboxUnavailable
 from syncd.hybridbox import RetryBudget
 from tests.support.fake_time import FakeTime
@@ -25,8 +24,3 @@ def test_retry_budget_charges_overrunning_sleeps(fake_time: FakeTime) -> None:
     with pytest.raises(HybridboxUnavailable):
         budget.wait(5, reason="test")
     assert budget.retries == 1
-
-
-def test_retry_budget_is_re_exported_by_syncd_hybridbox() -> None:
-    assert "RetryBudget" in hybridbox.__all__
-    assert hybridbox.RetryBudget is RetryBudget
