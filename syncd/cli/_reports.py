@@ -2,9 +2,10 @@
 addresses, and the table/CSV/JSON output they share.
 
 They change nothing (the state is opened read-only, no lock is taken), so they live apart from the
-commands in :mod:`syncd.cli._commands` that read a source, talk to Hybridbox or write the state. The
-parser and the one place where exceptions become exit codes stay in ``cli.py`` (the codes are in
-:mod:`syncd.exit_codes`).
+commands in :mod:`syncd.cli._commands` that read a source, talk to Hybridbox or write the state.
+Their rows come from the report methods of :class:`syncd.state.State` (SQL stays there), as dicts
+read through sqlite-utils. The parser and the one place where exceptions become exit codes stay
+in :mod:`syncd.cli._commands` (the codes are in :mod:`syncd.exit_codes`).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     if path.exists():
         state = State(path, read_only=True)
         try:
-            runs = [dict(row) for row in state.recent_runs(args.runs)]
+            runs = state.recent_runs(args.runs)
             totals.update(state.totals(config.sync.leaver_after_missing))
         finally:
             state.close()
@@ -141,7 +142,7 @@ def cmd_failures(config: Config, args: argparse.Namespace) -> int:
         return EX_OK
     state = State(config.state.path, read_only=True)
     try:
-        rows = [dict(row) for row in state.failures()]
+        rows = state.failures()
     finally:
         state.close()
     for row in rows:
@@ -177,7 +178,7 @@ def cmd_leavers(config: Config, args: argparse.Namespace) -> int:
     else:
         state = State(config.state.path, read_only=True)
         try:
-            rows = [dict(r) for r in state.leavers(config.sync.leaver_after_missing)]
+            rows = state.leavers(config.sync.leaver_after_missing)
         finally:
             state.close()
     for row in rows:
@@ -202,7 +203,7 @@ def cmd_addresses(config: Config, args: argparse.Namespace) -> int:
         return EX_PARTIAL
     state = State(config.state.path, read_only=True)
     try:
-        rows = [dict(r) for r in state.address_history(args.address)]
+        rows = state.address_history(args.address)
     finally:
         state.close()
     if not rows:

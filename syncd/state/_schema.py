@@ -2,17 +2,52 @@
 
 Migration ``n`` (counting from 1) takes a state from ``PRAGMA user_version`` ``n - 1`` to ``n``;
 :meth:`syncd.state._store.State._migrate` runs the ones a state has not had yet, each in one
-transaction. A state past a migration never runs it again, so a change to the schema is a new
-migration at the end. Each script is split on ``;`` into statements, so none may hold a ``;`` of
-its own (in a string literal or a trigger body).
+transaction, on the state's own connection seen through ``sqlite_utils.Database``. A state past a
+migration never runs it again, so a change to the schema is a new migration at the end (and a
+fixture of the release before it in tests/data: see tests/data/make_old_state.py).
+
+sqlite-utils writes what it can say: the rowid tables (``create_table``), the plain indexes
+(``create_index``) and new columns (``add_column``). It cannot make a WITHOUT ROWID table, a
+UNIQUE column or a partial index; those statements stay SQL, each marked where it is.
+
+For a new migration:
+
+- Use ``db.create_table`` and ``db.execute`` the statements of ``table.transform_sql(...)``, never
+  ``Table.create`` or ``Table.transform``: those two wrap their work in ``with conn:``, which
+  commits, and would end the migration's transaction half way (``State._migrate`` then refuses
+  it rather than record a half-made schema as done). ``transform_sql`` re-creates the table's
+  indexes only from sqlite-utils 3.38 on; pyproject.toml still allows 3.36.
+- sqlite-utils cannot transform the WITHOUT ROWID tables (``people``, ``mailboxes``,
+  ``addresses``, ``meta``): it copies the rows by ``rowid``, which they lack, into a rowid
+  table. Rebuild those in SQL.
 """
 
 from __future__ import annotations
 
-MIGRATIONS: list[str] = [
-    # 1: the initial schema
-    """
-    CREATE TABLE people (
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+    from sqlite_utils.db import Table
+
+Migration = Callable[["Database"], None]
+
+# The counters of a run, one INTEGER column each, in this order.
+_RUN_COUNTS = ("read", "rejected", "accepted", "new", "created", "adopted", "renamed", "failed",
+               "pending", "quarantined", "scheduled", "leavers")  # fmt: skip
+
+
+def _table(db: Database, name: str) -> Table:
+    # db[name] is a Table or a View; a state has no views.
+    return cast("Table", db[name])
+
+
+# SQL, not sqlite-utils: WITHOUT ROWID, which it has no option for. These tables are keyed by
+# text (anchor, address, key); WITHOUT ROWID stores each as one B-tree in key order, not a rowid
+# table plus an index on the key, and every state file since the first has them so.
+_WITHOUT_ROWID_TABLES = (
+    """CREATE TABLE people (
         anchor TEXT PRIMARY KEY,
         first_name TEXT NOT NULL,
         last_name TEXT NOT NULL,
@@ -23,9 +58,8 @@ MIGRATIONS: list[str] = [
         first_seen TEXT NOT NULL,
         last_seen TEXT NOT NULL,
         missing_count INTEGER NOT NULL DEFAULT 0
-    ) WITHOUT ROWID;
-
-    CREATE TABLE mailboxes (
+    ) WITHOUT ROWID""",
+    """CREATE TABLE mailboxes (
         anchor TEXT PRIMARY KEY,
         state TEXT NOT NULL,
         local_part TEXT,
@@ -42,62 +76,79 @@ MIGRATIONS: list[str] = [
         failed_digest TEXT,
         created_at TEXT,
         updated_at TEXT NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX mailboxes_state ON mailboxes(state);
-
-    CREATE TABLE addresses (
+    ) WITHOUT ROWID""",
+    """CREATE TABLE addresses (
         address TEXT PRIMARY KEY,
         anchor TEXT,
         status TEXT NOT NULL,
         issued_at TEXT NOT NULL,
         released_at TEXT,
         reserved_until TEXT
-    ) WITHOUT ROWID;
-    CREATE INDEX addresses_anchor ON addresses(anchor);
+    ) WITHOUT ROWID""",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+)
 
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY,
-        cycle_id TEXT NOT NULL,
-        mode TEXT NOT NULL,
-        started_at TEXT NOT NULL,
-        finished_at TEXT,
-        source TEXT,
-        complete INTEGER,
-        incomplete_reason TEXT,
-        read INTEGER, rejected INTEGER, accepted INTEGER,
-        new INTEGER, created INTEGER, adopted INTEGER, renamed INTEGER, failed INTEGER,
-        pending INTEGER, quarantined INTEGER, scheduled INTEGER, leavers INTEGER,
-        outcome TEXT,
-        message TEXT,
-        exit_code INTEGER
-    );
 
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-    """,
-    # 2: earlier holders of an address that was issued again after its reservation ended
-    """
-    CREATE TABLE address_history (
-        address TEXT NOT NULL,
-        anchor TEXT,
-        issued_at TEXT NOT NULL,
-        released_at TEXT NOT NULL
-    );
-    CREATE INDEX address_history_address ON address_history(address);
-    """,
-    # 3: the blocks of the last read (see syncd.stage) and who is in which; who needs the
-    # planner even when unchanged (``open``); the leaver candidates, indexed
-    """
-    CREATE TABLE blocks (
-        id INTEGER PRIMARY KEY,
-        head TEXT NOT NULL UNIQUE,
-        digest BLOB NOT NULL,
-        size INTEGER NOT NULL,
-        rejects TEXT
-    );
-    ALTER TABLE people ADD COLUMN block INTEGER;
-    ALTER TABLE people ADD COLUMN open INTEGER NOT NULL DEFAULT 1;
-    CREATE INDEX people_block ON people(block);
-    CREATE INDEX people_open ON people(block) WHERE open = 1;
-    CREATE INDEX people_leaving ON people(anchor) WHERE disabled = 1 OR missing_count > 0;
-    """,
-]
+def _initial(db: Database) -> None:
+    """1: the initial schema."""
+    for create in _WITHOUT_ROWID_TABLES:
+        db.execute(create)
+    _table(db, "mailboxes").create_index(["state"], index_name="mailboxes_state")
+    _table(db, "addresses").create_index(["anchor"], index_name="addresses_anchor")
+    db.create_table(
+        "runs",
+        {
+            "id": int,
+            "cycle_id": str,
+            "mode": str,
+            "started_at": str,
+            "finished_at": str,
+            "source": str,
+            "complete": int,
+            "incomplete_reason": str,
+            **dict.fromkeys(_RUN_COUNTS, int),
+            "outcome": str,
+            "message": str,
+            "exit_code": int,
+        },
+        pk="id",
+        not_null={"cycle_id", "mode", "started_at"},
+    )
+
+
+def _address_history(db: Database) -> None:
+    """2: earlier holders of an address that was issued again after its reservation ended."""
+    db.create_table(
+        "address_history",
+        {"address": str, "anchor": str, "issued_at": str, "released_at": str},
+        not_null={"address", "issued_at", "released_at"},
+    ).create_index(["address"], index_name="address_history_address")
+
+
+def _blocks(db: Database) -> None:
+    """3: the blocks of the last read (see :mod:`syncd.cycle._stage`) and who is in which; who
+    needs the planner even when unchanged (``open``); the leaver candidates, indexed."""
+    # SQL: sqlite-utils has no UNIQUE column. A unique index made apart would work alike, but
+    # state files from the releases before have sqlite_autoindex_blocks_1: one schema, not two.
+    db.execute(
+        """CREATE TABLE blocks (
+            id INTEGER PRIMARY KEY,
+            head TEXT NOT NULL UNIQUE,
+            digest BLOB NOT NULL,
+            size INTEGER NOT NULL,
+            rejects TEXT
+        )"""
+    )
+    people = _table(db, "people")
+    people.add_column("block", int)
+    people.add_column("open", int, not_null_default=1)
+    people.create_index(["block"], index_name="people_block")
+    # SQL: partial indexes, which create_index cannot make. people_leaving's condition is
+    # written out again in syncd.state._store (_LEAVING) so that the leaver queries can use it.
+    db.execute("CREATE INDEX people_open ON people(block) WHERE open = 1")
+    db.execute(
+        "CREATE INDEX people_leaving ON people(anchor) WHERE disabled = 1 OR missing_count > 0"
+    )
+
+
+MIGRATIONS: list[Migration] = [_initial, _address_history, _blocks]

@@ -19,6 +19,11 @@ Tables (see :mod:`syncd.state._schema` for the exact schema):
 
 All writes of a cycle step happen in one transaction (``with state.transaction():``), so a crash
 at any point leaves a state from which the next cycle is correct. Times are UTC ISO-8601 strings.
+
+Everything a cycle does per person is plain ``sqlite3`` on :attr:`State.conn`. The migrations and
+the reports of ``syncd status``, ``failures``, ``leavers`` and ``addresses`` go through
+:attr:`State.db`, sqlite-utils on the same connection, which is made (and sqlite-utils imported)
+only when one of them runs.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -38,8 +44,8 @@ from syncd.state._schema import MIGRATIONS
 if TYPE_CHECKING:
     import sqlite_utils
 
-# The condition of the people_leaving index (see syncd.schema), written out so that queries can
-# use the index.
+# The condition of the people_leaving index (see syncd.state._schema), written out so that
+# queries can use the index.
 _LEAVING = "(p.disabled = 1 OR p.missing_count > 0)"
 
 # A person ``p`` who counts as a leaver (parameter: leaver_after_missing, >= 1; so every leaver
@@ -166,11 +172,18 @@ class State:
                 f"syncd understands ({len(MIGRATIONS)})",
                 hint="upgrade syncd, or restore the matching backup",
             )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        # A current state has nothing to run, so it never touches self.db (nor sqlite-utils).
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction():
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                migration(self.db)
+                if not self.conn.in_transaction:
+                    # Its first statements are committed already; recording the version would
+                    # hide that the rest never ran.
+                    raise StateError(
+                        f"schema migration {number} ended its own transaction",
+                        hint="a migration must not call sqlite-utils' Table.create or "
+                        "Table.transform (they commit): see syncd/state/_schema.py",
+                    )
                 self.conn.execute(f"PRAGMA user_version={number}")
 
     @contextmanager
@@ -179,20 +192,29 @@ class State:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # Something in the block may have ended the transaction itself (see _migrate); a
+            # ROLLBACK then would fail and hide the error that got us here.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()
 
-    @property
+    @cached_property
     def db(self) -> sqlite_utils.Database:
-        """The same connection through sqlite-utils, for inspection (``syncd`` itself and its
-        hot paths use plain SQL: importing sqlite-utils alone costs a cron run ~30 ms)."""
+        """This state's connection through sqlite-utils: for the migrations and the reports.
+
+        Imported here, on first use, because importing sqlite-utils costs ~30 ms on top of
+        syncd's own imports (``python -X importtime``), which a cycle on a current state, the
+        every-few-minutes case, does not need to pay. The connection is left as ``State`` set it
+        up: no ``recursive_triggers`` pragma, and no installed sqlite-utils plugin may register
+        functions on it.
+        """
         import sqlite_utils
 
-        return sqlite_utils.Database(self.conn)
+        return sqlite_utils.Database(self.conn, recursive_triggers=False, execute_plugins=False)
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()
@@ -246,9 +268,6 @@ class State:
             positions = tuple(int(i) for i in rejects.split(",")) if rejects else ()
             blocks[head] = StoredBlock(id_, bytes(digest), positions)
         return blocks
-
-    def recent_runs(self, limit: int = 10) -> list[sqlite3.Row]:
-        return self.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
 
     # ---------------------------------------------------------------- counts
 
@@ -376,29 +395,7 @@ class State:
             free_again=groups[0].split("\n") if 0 in groups else [],
         )
 
-    def address_history(self, address: str) -> list[sqlite3.Row]:
-        """Every holder of an address (full, or a local part in any domain), oldest first."""
-        return self.query(
-            "SELECT h.address, h.anchor, p.first_name, p.last_name, h.issued_at, "
-            "h.released_at, 'released' AS status FROM address_history h "
-            "LEFT JOIN people p ON p.anchor = h.anchor WHERE h.address = ? OR h.address LIKE ? "
-            "UNION ALL "
-            "SELECT a.address, a.anchor, p.first_name, p.last_name, a.issued_at, "
-            "NULL AS released_at, a.status FROM addresses a "
-            "LEFT JOIN people p ON p.anchor = a.anchor WHERE a.address = ? OR a.address LIKE ? "
-            "ORDER BY issued_at",
-            (address.lower(), address.lower() + "@%") * 2,
-        )
-
-    # ---------------------------------------------------------------- failures
-
-    def failures(self) -> list[sqlite3.Row]:
-        return self.query(
-            "SELECT m.*, p.first_name AS person_first, p.last_name AS person_last "
-            "FROM mailboxes m LEFT JOIN people p USING (anchor) "
-            "WHERE m.state IN ('failed', 'quarantined', 'pending', 'intent') "
-            "ORDER BY m.state, m.next_attempt_at"
-        )
+    # ---------------------------------------------------------------- retries
 
     def release_for_retry(self, anchor: str | None, now: datetime) -> int:
         """Make failed or quarantined people due now (``syncd retry``); returns how many."""
@@ -428,13 +425,58 @@ class State:
             or 0
         )
 
-    def leavers(self, leaver_after_missing: int) -> list[sqlite3.Row]:
-        return self.query(
-            "SELECT p.anchor, p.first_name, p.last_name, p.disabled, p.missing_count, "
-            "p.last_seen, m.local_part, m.domain, m.mailbox_id, m.state "
-            # From the leaver candidates in their index, as leaver_count.
-            "FROM people p CROSS JOIN mailboxes m ON m.anchor = p.anchor "
-            f"WHERE {_LEAVING} AND {_LEAVER} AND {_HAS_MAILBOX} "
-            "ORDER BY p.last_seen, p.anchor",
-            (leaver_after_missing,),
+    # ---------------------------------------------------------------- reports (sqlite-utils)
+
+    # What `syncd status`, `failures`, `leavers` and `addresses` print: rows as dicts, from a
+    # read-only state, once per command. (The totals of `syncd status` come from totals(),
+    # which every cycle also writes to status.json: plain SQL, so that the two agree and a
+    # cycle does not import sqlite-utils.)
+
+    def recent_runs(self, limit: int = 10) -> list[dict[str, Any]]:
+        return list(self.db["runs"].rows_where(order_by="id DESC", limit=limit))
+
+    def failures(self) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "SELECT m.*, p.first_name AS person_first, p.last_name AS person_last "
+                "FROM mailboxes m LEFT JOIN people p USING (anchor) "
+                "WHERE m.state IN ('failed', 'quarantined', 'pending', 'intent') "
+                "ORDER BY m.state, m.next_attempt_at"
+            )
+        )
+
+    def leavers(self, leaver_after_missing: int) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "SELECT p.anchor, p.first_name, p.last_name, p.disabled, p.missing_count, "
+                "p.last_seen, m.local_part, m.domain, m.mailbox_id, m.state "
+                # From the leaver candidates in their index, as leaver_count.
+                "FROM people p CROSS JOIN mailboxes m ON m.anchor = p.anchor "
+                f"WHERE {_LEAVING} AND {_LEAVER} AND {_HAS_MAILBOX} "
+                "ORDER BY p.last_seen, p.anchor",
+                (leaver_after_missing,),
+            )
+        )
+
+    def address_history(self, address: str) -> list[dict[str, Any]]:
+        """Every holder of an address (full, or a local part in any domain), oldest first."""
+        selects = []
+        # A state from before migration 2, opened read-only (so not migrated), has no history.
+        if self.db["address_history"].exists():
+            selects.append(
+                "SELECT h.address, h.anchor, p.first_name, p.last_name, h.issued_at, "
+                "h.released_at, 'released' AS status FROM address_history h "
+                "LEFT JOIN people p ON p.anchor = h.anchor "
+                "WHERE h.address = ? OR h.address LIKE ?"
+            )
+        selects.append(
+            "SELECT a.address, a.anchor, p.first_name, p.last_name, a.issued_at, "
+            "NULL AS released_at, a.status FROM addresses a "
+            "LEFT JOIN people p ON p.anchor = a.anchor WHERE a.address = ? OR a.address LIKE ?"
+        )
+        return list(
+            self.db.query(
+                " UNION ALL ".join(selects) + " ORDER BY issued_at",
+                (address.lower(), address.lower() + "@%") * len(selects),
+            )
         )
