@@ -34,12 +34,15 @@ if TYPE_CHECKING:
 
 _cycle_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("cycle_id", default=None)
 _SECRETS: set[str] = set()
+# Shorter values are not masked: "***" in place of every such short string would garble
+# ordinary words in the log.
+_SECRET_MIN_CHARS = 6
 _BARE = re.compile(r"^[A-Za-z0-9_.@:/+\-]+$")
 
 
 def register_secret(value: str) -> None:
     """Remember a secret so that it is masked should it ever appear in a log line."""
-    if len(value) >= 6:
+    if len(value) >= _SECRET_MIN_CHARS:
         _SECRETS.add(value)
 
 

@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     from syncd.config import AddressesConfig
     from syncd.model import Person
 
+# The highest number a template's {n} (and the fallback's) is tried with: anna.meier2 ..
+# anna.meier99. Two digits keep an address readable; past them the fallback template, built from
+# the anchor, takes over.
+MAX_N = 99
+
 
 def needs_fallback(person: Person, fallback_scripts: Iterable[str]) -> bool:
     """True when the person's names are (partly) written in a script sent to the fallback."""
@@ -46,7 +51,7 @@ def candidates(
     config: AddressesConfig,
     *,
     preferred: str | None = None,
-    max_n: int = 99,
+    max_n: int = MAX_N,
 ) -> Iterator[str]:
     """Valid local parts to try for ``person``, best first, none repeated.
 
@@ -197,7 +202,7 @@ class CandidateSource:
     so the memory stays bounded however large the population. Make one per cycle.
     """
 
-    def __init__(self, config: AddressesConfig, max_n: int = 99) -> None:
+    def __init__(self, config: AddressesConfig, max_n: int = MAX_N) -> None:
         self.config = config
         self.max_n = max_n
         self._templates = tuple(compile_template(template) for template in config.templates)

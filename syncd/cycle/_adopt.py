@@ -14,6 +14,8 @@ unmatched ones as first seen and the create guards still apply to them.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
@@ -87,37 +89,9 @@ def _adopt(config: Config, dry_run: bool) -> AdoptReport:
             "AND s.disabled = 0"
         )
         already = {row["address"] for row in state.query("SELECT address FROM addresses")}
-        matches: dict[str, Mailbox] = {}
-        for row in people:
-            email = (row["email"] or "").lower()
-            if email in existing and email not in already:
-                matches[row["anchor"]] = existing[email]
+        matches = _match_by_address(people, existing, already)
         report.by_address = len(matches)
-
-        used = {m.primary_email.lower() for m in matches.values()} | already
-        people_by_name: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for row in people:
-            if row["anchor"] not in matches:
-                people_by_name[_name_key(row["first_name"], row["last_name"])].append(row["anchor"])
-        boxes_by_name: dict[tuple[str, str], list[Mailbox]] = defaultdict(list)
-        for address, mailbox in existing.items():
-            if address not in used:
-                boxes_by_name[_name_key(mailbox.first_name, mailbox.last_name)].append(mailbox)
-        for key, anchors in people_by_name.items():
-            boxes = boxes_by_name.get(key, [])
-            if len(anchors) == 1 and len(boxes) == 1:
-                matches[anchors[0]] = boxes[0]
-                report.by_name += 1
-            elif boxes:
-                report.ambiguous += 1
-                event(
-                    log,
-                    "adopt.ambiguous",
-                    30,
-                    person=" ".join(key),
-                    people=len(anchors),
-                    mailboxes=len(boxes),
-                )
+        _match_by_name(people, existing, already, matches, report)
         matched_addresses = {m.primary_email.lower() for m in matches.values()}
         unmatched = [a for a in existing if a not in matched_addresses and a not in already]
         report.unmatched_mailboxes = len(unmatched)
@@ -137,6 +111,55 @@ def _adopt(config: Config, dry_run: bool) -> AdoptReport:
     finally:
         client.close()
         state.close()
+
+
+def _match_by_address(
+    people: list[sqlite3.Row], existing: dict[str, Mailbox], already: set[str]
+) -> dict[str, Mailbox]:
+    """Anchor -> mailbox for the people whose email in the source is a mailbox's address (one
+    that syncd has not recorded for anyone yet)."""
+    matches: dict[str, Mailbox] = {}
+    for row in people:
+        email = (row["email"] or "").lower()
+        if email in existing and email not in already:
+            matches[row["anchor"]] = existing[email]
+    return matches
+
+
+def _match_by_name(
+    people: list[sqlite3.Row],
+    existing: dict[str, Mailbox],
+    already: set[str],
+    matches: dict[str, Mailbox],
+    report: AdoptReport,
+) -> None:
+    """Add to ``matches`` by name what the addresses did not match: a name that exactly one
+    person and exactly one mailbox left over have. A name with more of either is ambiguous:
+    counted, logged and left alone."""
+    used = {m.primary_email.lower() for m in matches.values()} | already
+    people_by_name: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for row in people:
+        if row["anchor"] not in matches:
+            people_by_name[_name_key(row["first_name"], row["last_name"])].append(row["anchor"])
+    boxes_by_name: dict[tuple[str, str], list[Mailbox]] = defaultdict(list)
+    for address, mailbox in existing.items():
+        if address not in used:
+            boxes_by_name[_name_key(mailbox.first_name, mailbox.last_name)].append(mailbox)
+    for key, anchors in people_by_name.items():
+        boxes = boxes_by_name.get(key, [])
+        if len(anchors) == 1 and len(boxes) == 1:
+            matches[anchors[0]] = boxes[0]
+            report.by_name += 1
+        elif boxes:
+            report.ambiguous += 1
+            event(
+                log,
+                "adopt.ambiguous",
+                logging.WARNING,
+                person=" ".join(key),
+                people=len(anchors),
+                mailboxes=len(boxes),
+            )
 
 
 def _record(state: State, domain: str, matches: dict[str, Mailbox], unmatched: list[str]) -> None:

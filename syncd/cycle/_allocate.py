@@ -28,6 +28,9 @@ from syncd.state import State
 
 # At most this many address candidates per person are checked in one query while allocating.
 ALLOCATE_LOOKAHEAD_MAX = 16
+# A person whose candidates keep being taken has this many times more checked each round:
+# 1, 4, 16, so the few with many clashes reach ALLOCATE_LOOKAHEAD_MAX in two rounds.
+LOOKAHEAD_GROWTH = 4
 # Local parts remembered as taken within a cycle before the memory starts over (~100 bytes each):
 # a 100k first provisioning never forgets; a 1M one starts over every 120k and then asks the state.
 KNOWN_TAKEN_MAX = 120_000
@@ -165,7 +168,7 @@ class Allocator:
                 if clashing:
                     self._learned_starts |= clashing
                     known_taken |= self._taken_local_parts(clashing, prefix=True)
-            lookahead = min(lookahead * 4, ALLOCATE_LOOKAHEAD_MAX)
+            lookahead = min(lookahead * LOOKAHEAD_GROWTH, ALLOCATE_LOOKAHEAD_MAX)
             waiting = []
             for item, candidates, picks in rounds:
                 if not picks:

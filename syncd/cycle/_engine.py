@@ -227,38 +227,18 @@ def _apply_cycle(
         staged = stage_source(state, source, report, options.heartbeat)
         if not report.complete:
             event(log, "source.incomplete", logging.WARNING, reason=report.incomplete_reason)
-        policy, today = Policy.from_config(config), today_for(options, now)
-        if state.get_meta(OPEN_POLICY_KEY) != open_policy(policy):
-            refresh_open(state, policy, everyone=True)  # first cycle, or update_names changed
-        the_plan = result.plan = plan_and_queue(state, policy, today, now)
-        reasons = _guard_reasons(config, state, staged, report, the_plan, options)
-        if not reasons and the_plan.create_count and not state.has_any_mailbox():
-            reasons += hybridbox.provisioner(state).first_run_reasons()
-        if reasons:
-            raise GuardTripped("safety guard: nothing was applied: " + " | ".join(reasons))
-        to_create = the_plan.create_count + the_plan.retry_count
-        if to_create or the_plan.renames:
-            hybridbox.provisioner(state)  # the token is checked before the read is recorded
-        record_read(state, report, now)
-        if to_create:
-            hybridbox.provisioner(state).create(queued_creates(state), to_create)
-        if the_plan.renames:
-            hybridbox.provisioner(state).rename(the_plan.renames)
+        policy = Policy.from_config(config)
+        the_plan = result.plan = _guarded_plan(
+            config, options, state, hybridbox, staged, report, policy, now
+        )
+        _record_and_apply(state, hybridbox, report, the_plan, now)
         refresh_open(state, policy)
         hybridbox.record_check(state)
         result.totals = state.totals(config.sync.leaver_after_missing)
         result.counts = _final_counts(staged, report, the_plan, hybridbox.counters, result.totals)
         result.stopped_early = hybridbox.stopped
         result.duration_s = time.monotonic() - started
-        outcome = result.outcome
-        state.finish_run(
-            run_id,
-            complete=int(report.complete),
-            incomplete_reason=report.incomplete_reason,
-            outcome=outcome,
-            exit_code=1 if outcome == "partial" else 0,
-            **{k: result.counts.get(k, 0) for k in _RUN_COUNT_COLUMNS},
-        )
+        _finish_run(state, run_id, result)
         summary(result)
         if reporter is not None:
             reporter.finished(result)
@@ -276,6 +256,57 @@ def _apply_cycle(
         if reporter is not None:
             reporter.failed(state, now, exc)
         raise
+
+
+def _guarded_plan(
+    config: Config,
+    options: CycleOptions,
+    state: State,
+    hybridbox: _Hybridbox,
+    staged: Staged,
+    report: ReadReport,
+    policy: Policy,
+    now: datetime,
+) -> Plan:
+    """The cycle's plan, its creates queued in the state; GuardTripped when a safety guard
+    refuses it (nothing is applied then)."""
+    today = today_for(options, now)
+    if state.get_meta(OPEN_POLICY_KEY) != open_policy(policy):
+        refresh_open(state, policy, everyone=True)  # first cycle, or update_names changed
+    the_plan = plan_and_queue(state, policy, today, now)
+    reasons = _guard_reasons(config, state, staged, report, the_plan, options)
+    if not reasons and the_plan.create_count and not state.has_any_mailbox():
+        reasons += hybridbox.provisioner(state).first_run_reasons()
+    if reasons:
+        raise GuardTripped("safety guard: nothing was applied: " + " | ".join(reasons))
+    return the_plan
+
+
+def _record_and_apply(
+    state: State, hybridbox: _Hybridbox, report: ReadReport, the_plan: Plan, now: datetime
+) -> None:
+    """Record the read, then create and rename on Hybridbox what the plan says."""
+    to_create = the_plan.create_count + the_plan.retry_count
+    if to_create or the_plan.renames:
+        hybridbox.provisioner(state)  # the token is checked before the read is recorded
+    record_read(state, report, now)
+    if to_create:
+        hybridbox.provisioner(state).create(queued_creates(state), to_create)
+    if the_plan.renames:
+        hybridbox.provisioner(state).rename(the_plan.renames)
+
+
+def _finish_run(state: State, run_id: int, result: CycleResult) -> None:
+    """Record the end of a cycle that ran to its end, with its counts, in ``runs``."""
+    report, outcome = result.report, result.outcome
+    state.finish_run(
+        run_id,
+        complete=int(report.complete),
+        incomplete_reason=report.incomplete_reason,
+        outcome=outcome,
+        exit_code=1 if outcome == "partial" else 0,
+        **{k: result.counts.get(k, 0) for k in _RUN_COUNT_COLUMNS},
+    )
 
 
 _RUN_COUNT_COLUMNS = (

@@ -9,6 +9,7 @@ transaction that the writes belong to (a write outside one commits on its own).
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import datetime
 
@@ -16,7 +17,7 @@ from syncd.config import Config
 from syncd.cycle._allocate import Allocator
 from syncd.cycle._batch import Item
 from syncd.cycle._plan import after_failure
-from syncd.hybridbox import Mailbox
+from syncd.hybridbox import EXCERPT_CHARS, Mailbox
 from syncd.logs import event, events, get_logger
 from syncd.model import Person
 from syncd.state import Failure, Journal, Outcome, iso
@@ -160,11 +161,11 @@ class Outcomes:
         event(
             log,
             "mailbox.quarantined" if decision.state == "quarantined" else "mailbox.failed",
-            30,
+            logging.WARNING,
             anchor=anchor,
             address=self.journal.address(item.local_part) if item.local_part else None,
             code=code,
-            message=message[:200],
+            message=message[:EXCERPT_CHARS],  # cut like any quote of a Hybridbox answer
             attempts=decision.attempts,
             next_attempt=iso(decision.next_attempt_at) if decision.next_attempt_at else None,
             quarantined=decision.state == "quarantined" or None,

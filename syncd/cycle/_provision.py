@@ -25,6 +25,7 @@ Tests kill syncd at the crash points (``SYNCD_TEST_CRASH_AT``): see :mod:`syncd.
 from __future__ import annotations
 
 import contextvars
+import logging
 import secrets
 import time
 from collections import Counter
@@ -57,7 +58,10 @@ log = get_logger("syncd.provision")
 
 # How often one person may be re-sent within a cycle after a lost answer or a collision.
 MAX_RESENDS = 3
+# A long create logs ``provision.progress`` this often.
 PROGRESS_EVERY_S = 5.0
+# Random bytes in a batch id (12 hex digits): a label that tells the batches of a state apart.
+BATCH_ID_BYTES = 6
 
 
 class Provisioner:
@@ -150,14 +154,8 @@ class Provisioner:
                 # request: it must not be left behind as intents.
                 batch = [] if self._stop_requested() else self._allocate_next(queue)
                 if batch or answered:
-                    with self.state.transaction():
-                        if answered is not None:
-                            queue.push_front(self._handle(*answered))
-                            answered = None
-                        if batch:
-                            self._write_intents(batch, secrets.token_hex(6))
-                    if batch:
-                        _crash.crashpoint("after_intents")
+                    self._record_and_journal(answered, batch, queue)
+                    answered = None
                 arrived: tuple[list[Item], Answer] | None = None
                 if flight is not None:
                     sent, future = flight
@@ -168,24 +166,51 @@ class Provisioner:
                     context = contextvars.copy_context()  # log lines keep the cycle id
                     flight = (batch, wire.submit(context.run, self._wire, batch))
                 if arrived is not None:
-                    sent, answer = arrived[0], self._interpret(*arrived, wire)
-                    if answer.too_large is not None:  # nothing of it was created: again, smaller
-                        self._shrink(sent, answer.too_large)
-                        queue.push_front(sent)
-                    else:
-                        answered = (sent, answer)
+                    answered = self._read_answer(*arrived, queue, wire)
                 elif not batch and answered is None and (queue.empty() or self._stop_requested()):
                     break
                 self._heartbeat()
-                done = total - queue.left
-                elapsed = time.monotonic() - started
-                progress_bar(done, total, done / elapsed if elapsed else 0.0)
-                if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
-                    last_progress = time.monotonic()
-                    self._progress(total, done, started)
+                last_progress = self._show_progress(
+                    total, total - queue.left, started, last_progress
+                )
         if not queue.empty():
             self.stopped = True
             event(log, "cycle.stopping", reason="stop requested", left=queue.left)
+
+    def _record_and_journal(
+        self, answered: tuple[list[Item], Answer] | None, batch: list[Item], queue: Queue
+    ) -> None:
+        """One transaction: record the last answer (what to send again goes back to the front
+        of the queue) and journal the next batch as intents."""
+        with self.state.transaction():
+            if answered is not None:
+                queue.push_front(self._handle(*answered))
+            if batch:
+                self._write_intents(batch, secrets.token_hex(BATCH_ID_BYTES))
+        if batch:
+            _crash.crashpoint("after_intents")
+
+    def _read_answer(
+        self, sent: list[Item], answer: Answer, queue: Queue, wire: ThreadPoolExecutor
+    ) -> tuple[list[Item], Answer] | None:
+        """Read the answer to a sent batch: the batch and answer to record, or None when the
+        batch was refused as too large (nothing of it was created: it goes again, smaller)."""
+        answer = self._interpret(sent, answer, wire)
+        if answer.too_large is not None:
+            self._shrink(sent, answer.too_large)
+            queue.push_front(sent)
+            return None
+        return sent, answer
+
+    def _show_progress(self, total: int, done: int, started: float, last_progress: float) -> float:
+        """Redraw the progress bar, and log a progress line every PROGRESS_EVERY_S; returns
+        when the last line was logged."""
+        elapsed = time.monotonic() - started
+        progress_bar(done, total, done / elapsed if elapsed else 0.0)
+        if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+            last_progress = time.monotonic()
+            self._progress(total, done, started)
+        return last_progress
 
     def _allocate_next(self, queue: Queue) -> list[Item]:
         """The next batch, every item with an address; empty when nothing is left."""
@@ -287,7 +312,7 @@ class Provisioner:
         event(
             log,
             "batch.shrunk",
-            30,
+            logging.WARNING,
             batch_size=self.batch_size,
             was=len(batch),
             reason=str(too_large),
@@ -300,7 +325,7 @@ class Provisioner:
             event(
                 log,
                 "hybridbox.outcome_unknown",
-                30,
+                logging.WARNING,
                 items=len(batch),
                 reason=str(answer.unknown),
             )
@@ -376,7 +401,7 @@ class Provisioner:
                 event(
                     log,
                     "mailbox.rename_failed",
-                    30,
+                    logging.WARNING,
                     anchor=person.anchor,
                     mailbox_id=known.mailbox_id,
                     reason=str(exc),

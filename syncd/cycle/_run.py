@@ -34,6 +34,9 @@ class CycleReporter(Protocol):
 
 # Test-only: a fixed "today" (YYYY-MM-DD) for start-date tests across days.
 TODAY_ENV = "SYNCD_TODAY"
+# Random bytes in a cycle id (8 hex digits): short on every log line, and enough to tell the
+# cycles of a log apart.
+CYCLE_ID_BYTES = 4
 
 
 @dataclass(slots=True)
@@ -84,4 +87,4 @@ def today_for(options: CycleOptions, now: datetime) -> date:
 
 
 def new_cycle_id() -> str:
-    return secrets.token_hex(4)
+    return secrets.token_hex(CYCLE_ID_BYTES)

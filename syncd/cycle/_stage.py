@@ -29,6 +29,7 @@ when it was stored, they all have ``missing_count`` 0.
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import time
 import zlib
@@ -210,20 +211,7 @@ def stage_source(
     Later records with an anchor already seen are rejected (the first record wins).
     """
     conn = state.conn
-    for table in ("staged", "seen", "matched", "new_blocks"):
-        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
-    conn.execute(f"CREATE TEMP TABLE staged (anchor TEXT, {_PERSON_COLUMNS})")
-    conn.execute(
-        f"CREATE TEMP TABLE seen (anchor TEXT PRIMARY KEY, {_PERSON_COLUMNS}) WITHOUT ROWID"
-    )
-    conn.execute(
-        "CREATE TEMP TABLE matched (id INTEGER PRIMARY KEY, first_pos INTEGER, last_pos INTEGER, "
-        "first_origin TEXT, last_origin TEXT, dirty INTEGER NOT NULL DEFAULT 0)"
-    )
-    conn.execute(
-        "CREATE TEMP TABLE new_blocks (block_no INTEGER PRIMARY KEY, head TEXT, digest BLOB, "
-        "size INTEGER, rejects TEXT, dirty INTEGER NOT NULL)"
-    )
+    _create_stage_tables(conn)
     stored = state.stored_blocks() if use_blocks else {}
     # The signature keys the block digests: blocks read under other settings never match.
     key = hashlib.blake2b(source.signature().encode(), digest_size=32).digest()
@@ -261,6 +249,24 @@ def stage_source(
             staged=staged.accepted - staged.unchanged,
         )
     return staged
+
+
+def _create_stage_tables(conn: sqlite3.Connection) -> None:
+    """The empty temp tables a read is staged in (those of an earlier read are dropped)."""
+    for table in ("staged", "seen", "matched", "new_blocks"):
+        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    conn.execute(f"CREATE TEMP TABLE staged (anchor TEXT, {_PERSON_COLUMNS})")
+    conn.execute(
+        f"CREATE TEMP TABLE seen (anchor TEXT PRIMARY KEY, {_PERSON_COLUMNS}) WITHOUT ROWID"
+    )
+    conn.execute(
+        "CREATE TEMP TABLE matched (id INTEGER PRIMARY KEY, first_pos INTEGER, last_pos INTEGER, "
+        "first_origin TEXT, last_origin TEXT, dirty INTEGER NOT NULL DEFAULT 0)"
+    )
+    conn.execute(
+        "CREATE TEMP TABLE new_blocks (block_no INTEGER PRIMARY KEY, head TEXT, digest BLOB, "
+        "size INTEGER, rejects TEXT, dirty INTEGER NOT NULL)"
+    )
 
 
 def _reject_staged_duplicates(conn: sqlite3.Connection, report: ReadReport) -> None:
@@ -310,7 +316,7 @@ def reject_duplicate(report: ReadReport, anchor: str, origin: str, first: str) -
     event(
         log,
         "record.rejected",
-        30,
+        logging.WARNING,
         where=origin or None,
         anchor=anchor,
         field="anchor",
@@ -329,54 +335,10 @@ def record_read(state: State, report: ReadReport, now: datetime) -> int:
     with state.transaction() as conn:
         for table in ("suspect", "kept", "unseen", "membership"):
             conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
-        # Stored blocks this read did not find as they were: their people are in doubt.
-        conn.execute(
-            "CREATE TEMP TABLE suspect AS SELECT id FROM blocks "
-            "WHERE id NOT IN (SELECT id FROM temp.matched)"
-        )
-        if report.complete:
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS rejected (anchor TEXT PRIMARY KEY)")
-            conn.execute("DELETE FROM temp.rejected")
-            conn.executemany(
-                "INSERT OR IGNORE INTO temp.rejected VALUES (?)",
-                ((anchor,) for anchor in report.rejected_anchors),
-            )
-            # A rejected record is broken in the source, not gone from it.
-            conn.execute(
-                "CREATE TEMP TABLE unseen AS SELECT anchor FROM people "
-                "WHERE (block IS NULL OR block IN (SELECT id FROM temp.suspect)) "
-                "AND anchor NOT IN (SELECT anchor FROM temp.seen) "
-                "AND anchor NOT IN (SELECT anchor FROM temp.rejected)"
-            )
+        _find_unseen(conn, report)
         _keep_blocks(conn)
-        written = conn.execute(
-            "INSERT INTO people (anchor, first_name, last_name, email, start_date, disabled, "
-            "digest, first_seen, last_seen, missing_count, block, open) "
-            "SELECT s.anchor, s.first_name, s.last_name, s.email, s.start_date, s.disabled, "
-            "s.digest, :now, :now, 0, k.id, 1 FROM temp.seen s "
-            "LEFT JOIN people p ON p.anchor = s.anchor "
-            "LEFT JOIN temp.kept k ON k.block_no = s.block_no "
-            "WHERE p.anchor IS NULL OR p.digest != s.digest "
-            "ON CONFLICT(anchor) DO UPDATE SET first_name = excluded.first_name, "
-            "last_name = excluded.last_name, email = excluded.email, "
-            "start_date = excluded.start_date, disabled = excluded.disabled, "
-            "digest = excluded.digest, last_seen = excluded.last_seen, missing_count = 0, "
-            "block = excluded.block, open = 1",
-            {"now": stamp},
-        ).rowcount
-        # Unchanged people of changed blocks: the same person, maybe in another block.
-        conn.execute(
-            "CREATE TEMP TABLE membership (anchor TEXT PRIMARY KEY, block INTEGER) WITHOUT ROWID"
-        )
-        conn.execute(
-            "INSERT INTO temp.membership SELECT s.anchor, k.id FROM temp.seen s "
-            "LEFT JOIN temp.kept k ON k.block_no = s.block_no"
-        )
-        block_of = "(SELECT m.block FROM temp.membership m WHERE m.anchor = people.anchor)"
-        written += conn.execute(
-            f"UPDATE people SET block = {block_of} "
-            f"WHERE anchor IN (SELECT anchor FROM temp.membership) AND block IS NOT {block_of}"
-        ).rowcount
+        written = _write_changed_people(conn, stamp)
+        written += _move_to_kept_blocks(conn)
         written += conn.execute(
             "UPDATE people SET missing_count = 0, last_seen = ? WHERE missing_count > 0 "
             "AND anchor IN (SELECT anchor FROM temp.seen)",
@@ -388,17 +350,81 @@ def record_read(state: State, report: ReadReport, now: datetime) -> int:
             "AND anchor NOT IN (SELECT anchor FROM temp.seen)"
         ).rowcount
         if report.complete:
-            last = state.last_complete_read()
-            previous = last.started_at if last else stamp
-            # missing_count 0 means: present in the last complete read, so that is when this
-            # person was last seen.
-            written += conn.execute(
-                "UPDATE people SET last_seen = CASE WHEN missing_count = 0 THEN ? "
-                "ELSE last_seen END, missing_count = missing_count + 1 "
-                "WHERE anchor IN (SELECT anchor FROM temp.unseen)",
-                (previous,),
-            ).rowcount
+            written += _count_missing(conn, state, stamp)
     return written
+
+
+def _find_unseen(conn: sqlite3.Connection, report: ReadReport) -> None:
+    """``temp.suspect``: the stored blocks this read did not find as they were, whose people are
+    in doubt; and on a complete read ``temp.unseen``: the people it did not find."""
+    conn.execute(
+        "CREATE TEMP TABLE suspect AS SELECT id FROM blocks "
+        "WHERE id NOT IN (SELECT id FROM temp.matched)"
+    )
+    if report.complete:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS rejected (anchor TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.rejected")
+        conn.executemany(
+            "INSERT OR IGNORE INTO temp.rejected VALUES (?)",
+            ((anchor,) for anchor in report.rejected_anchors),
+        )
+        # A rejected record is broken in the source, not gone from it.
+        conn.execute(
+            "CREATE TEMP TABLE unseen AS SELECT anchor FROM people "
+            "WHERE (block IS NULL OR block IN (SELECT id FROM temp.suspect)) "
+            "AND anchor NOT IN (SELECT anchor FROM temp.seen) "
+            "AND anchor NOT IN (SELECT anchor FROM temp.rejected)"
+        )
+
+
+def _write_changed_people(conn: sqlite3.Connection, stamp: str) -> int:
+    """Insert the new people of the read and update the changed ones; the rows written."""
+    return conn.execute(
+        "INSERT INTO people (anchor, first_name, last_name, email, start_date, disabled, "
+        "digest, first_seen, last_seen, missing_count, block, open) "
+        "SELECT s.anchor, s.first_name, s.last_name, s.email, s.start_date, s.disabled, "
+        "s.digest, :now, :now, 0, k.id, 1 FROM temp.seen s "
+        "LEFT JOIN people p ON p.anchor = s.anchor "
+        "LEFT JOIN temp.kept k ON k.block_no = s.block_no "
+        "WHERE p.anchor IS NULL OR p.digest != s.digest "
+        "ON CONFLICT(anchor) DO UPDATE SET first_name = excluded.first_name, "
+        "last_name = excluded.last_name, email = excluded.email, "
+        "start_date = excluded.start_date, disabled = excluded.disabled, "
+        "digest = excluded.digest, last_seen = excluded.last_seen, missing_count = 0, "
+        "block = excluded.block, open = 1",
+        {"now": stamp},
+    ).rowcount
+
+
+def _move_to_kept_blocks(conn: sqlite3.Connection) -> int:
+    """Point the unchanged people of changed blocks (the same person, maybe in another block
+    now) at the kept block they were read in, or none; the rows written."""
+    conn.execute(
+        "CREATE TEMP TABLE membership (anchor TEXT PRIMARY KEY, block INTEGER) WITHOUT ROWID"
+    )
+    conn.execute(
+        "INSERT INTO temp.membership SELECT s.anchor, k.id FROM temp.seen s "
+        "LEFT JOIN temp.kept k ON k.block_no = s.block_no"
+    )
+    block_of = "(SELECT m.block FROM temp.membership m WHERE m.anchor = people.anchor)"
+    return conn.execute(
+        f"UPDATE people SET block = {block_of} "
+        f"WHERE anchor IN (SELECT anchor FROM temp.membership) AND block IS NOT {block_of}"
+    ).rowcount
+
+
+def _count_missing(conn: sqlite3.Connection, state: State, stamp: str) -> int:
+    """Raise the missing counter of everyone a complete read did not find; the rows written."""
+    last = state.last_complete_read()
+    previous = last.started_at if last else stamp
+    # missing_count 0 means: present in the last complete read, so that is when this
+    # person was last seen.
+    return conn.execute(
+        "UPDATE people SET last_seen = CASE WHEN missing_count = 0 THEN ? "
+        "ELSE last_seen END, missing_count = missing_count + 1 "
+        "WHERE anchor IN (SELECT anchor FROM temp.unseen)",
+        (previous,),
+    ).rowcount
 
 
 def _keep_blocks(conn: sqlite3.Connection) -> None:

@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ DEFAULT_ACCOUNT_ID = "5f0c7b1e-2a4d-4c8e-9b3f-6d1a0e2c4b7a"
 DEFAULT_DOMAIN = "example.com"
 DEFAULT_TOKEN = "emulator-token"
 LISTENING_PREFIX = "hybridbox-emulator listening on "
+# The exit status when the emulator cannot start: the one argparse gives a bad option, so that
+# every reason not to start looks the same to a script.
+_EXIT_CANNOT_START = 2
 
 __all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_DOMAIN", "DEFAULT_TOKEN", "LISTENING_PREFIX", "main"]
 
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except SyncdError as exc:
         print(f"hybridbox-emulator: {exc}", file=sys.stderr)
-        return 2
+        return _EXIT_CANNOT_START
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -92,6 +95,10 @@ def _run(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ arguments
 
 
+# ``add_argument`` of the parser or of one of its groups.
+_AddArgument = Callable[..., argparse.Action]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="syncd emulator",
@@ -99,7 +106,25 @@ def _parser() -> argparse.ArgumentParser:
         "Faults can also be changed at run time: PUT /_emulator/faults with a JSON object using "
         "the option names with underscores (fail_rate, drop_rate, ...).",
     )
-    add = parser.add_argument
+    _add_server_options(parser.add_argument)
+    # One group in --help; added in the order the faults strike (see syncd.emulator.pipeline).
+    faults = parser.add_argument_group("faults (all off by default)")
+    _add_request_faults(faults.add_argument)
+    _add_route_faults(faults.add_argument)
+    _add_after_write_faults(faults.add_argument)
+    _add_answer_shapes(faults.add_argument)
+    faults.add_argument(
+        "--fault-routes",
+        metavar="ROUTE,...",
+        default="",
+        help="apply request faults only to these routes (bulk_create,create,list,get,rename,"
+        "add_alias,get_domain,get_account); default all",
+    )
+    return parser
+
+
+def _add_server_options(add: _AddArgument) -> None:
+    """Where to listen, the account it emulates, and where its mailboxes live."""
     add("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     add("--port", type=int, default=8080, help="port; 0 picks a free one (default %(default)s)")
     add("--account-id", default=DEFAULT_ACCOUNT_ID, help="the account UUID (default %(default)s)")
@@ -115,8 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--preload", type=Path, metavar="FILE", help="CSV or JSON of mailboxes that already exist")
     add("--verbose", action="store_true", help="log fault changes and errors to stderr")
 
-    faults = parser.add_argument_group("faults (all off by default)")
-    fadd = faults.add_argument
+
+def _add_request_faults(fadd: _AddArgument) -> None:
+    """The dice, and the faults that strike a request before its route sees it."""
     fadd("--seed", type=int, default=0, help="seed of the fault dice (default %(default)s)")
     fadd("--latency-ms", type=int, default=0, metavar="N", help="delay every request by N ms")
     fadd(
@@ -141,6 +167,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     fadd("--unavailable-rate", type=_rate, default=0.0, metavar="R", help="503 with Retry-After")
     fadd("--error-rate", type=_rate, default=0.0, metavar="R", help="500 before any write")
+
+
+def _add_route_faults(fadd: _AddArgument) -> None:
+    """What the routes themselves refuse: creates, large batches, single bulk items."""
     fadd("--forbid-create", action="store_true", help="403 forbidden on create: no mailbox.create")
     fadd("--max-batch", type=int, default=0, metavar="N", help="413 for bulk requests over N items")
     fadd(
@@ -151,6 +181,10 @@ def _parser() -> argparse.ArgumentParser:
         help="fail each bulk item with --fail-code (not created)",
     )
     fadd("--fail-code", default="backend_busy", help="code of those failures (%(default)s)")
+
+
+def _add_after_write_faults(fadd: _AddArgument) -> None:
+    """Faults after a write is applied: the client cannot know that it was."""
     fadd(
         "--drop-after-write-rate",
         type=_rate,
@@ -173,6 +207,10 @@ def _parser() -> argparse.ArgumentParser:
         help="apply a write, then send nothing for --hang-s seconds",
     )
     fadd("--hang-s", type=float, default=60.0, metavar="S", help="see above (default 60)")
+
+
+def _add_answer_shapes(fadd: _AddArgument) -> None:
+    """Answers that are not faults but shapes a real server may choose."""
     fadd("--bulk-status", type=int, choices=BULK_STATUSES, default=200, help="bulk HTTP status")
     fadd("--error-body", choices=ERROR_BODIES, default="json", help="shape of error bodies")
     fadd(
@@ -181,14 +219,6 @@ def _parser() -> argparse.ArgumentParser:
         default="clamp",
         help="page_size over 100: clamp it silently, or reject with 422",
     )
-    fadd(
-        "--fault-routes",
-        metavar="ROUTE,...",
-        default="",
-        help="apply request faults only to these routes (bulk_create,create,list,get,rename,"
-        "add_alias,get_domain,get_account); default all",
-    )
-    return parser
 
 
 _FAULT_OPTIONS = tuple(

@@ -14,7 +14,8 @@ from typing import Any
 INVALID_LOCAL_PART = "invalid_local_part"
 INVALID_NAME = "invalid_name"
 
-_LOCAL_PART = re.compile(r"[a-z0-9._-]{1,64}")
+MAX_LOCAL_PART_LENGTH = 64  # what RFC 5321 allows before the @
+_LOCAL_PART = re.compile(rf"[a-z0-9._-]{{1,{MAX_LOCAL_PART_LENGTH}}}")
 MAX_NAME_LENGTH = 100
 
 
@@ -33,8 +34,10 @@ def check_local_part(value: Any, field: str = "local_part") -> str:
     if not _LOCAL_PART.fullmatch(value):
         if not value:
             raise FieldError(INVALID_LOCAL_PART, f"{field} must not be empty")
-        if len(value) > 64:
-            raise FieldError(INVALID_LOCAL_PART, f"{field} is longer than 64 characters")
+        if len(value) > MAX_LOCAL_PART_LENGTH:
+            raise FieldError(
+                INVALID_LOCAL_PART, f"{field} is longer than {MAX_LOCAL_PART_LENGTH} characters"
+            )
         raise FieldError(
             INVALID_LOCAL_PART,
             f"{field} {value!r} may only contain a-z, 0-9, '.', '_' and '-'",

@@ -45,7 +45,11 @@ from syncd.logs import event, get_logger
 # The client's logger: these events are about its answers, and operators filter on it.
 log = get_logger("syncd.hybridbox")
 
+# How much of a server's answer a message quotes: enough to read its error, and one line even
+# when a proxy answers with a whole HTML page.
 EXCERPT_CHARS = 200
+# How much of an ignored bulk entry its warning quotes: one entry is a short JSON object.
+IGNORED_ENTRY_CHARS = 120
 
 
 # ---------------------------------------------------------------------------- reading answers
@@ -268,28 +272,38 @@ def bulk_answer(
             hint=f"check hybridbox.account_id ({account_id}) and hybridbox.domain ({domain})",
         )
     if status in (400, 409, 422):
-        if len(items) == 1:
-            failure = ItemFailed(0, code or str(status), message, classify_code(code or "", status))
-            return BulkResult(failed=[failure])
-        pinned = item_indexes_in_detail(data, len(items))
-        if pinned:
-            failed = [
-                ItemFailed(index, item_code, item_message, classify_code(item_code, status))
-                for index, (item_code, item_message) in sorted(pinned.items())
-            ]
-            # The request was refused as a whole: nothing else was created either, but
-            # "unknown" (look up, then re-create) is the safe path the engine already has.
-            rest = [index for index in range(len(items)) if index not in pinned]
-            return BulkResult(failed=failed, unknown=rest)
-        if status == 409:
-            raise OutcomeUnknown(
-                f"{what}: Hybridbox answered 409 for the whole batch without saying which "
-                f"item ({said}); look each address up"
-            )
-        raise BatchRejected(
-            f"{what}: Hybridbox refused the whole batch ({said})", status=status, code=code
-        )
+        return _refused_items(status, code, message, data, len(items), what, said)
     raise unexpected(response, what, scrub)
+
+
+def _refused_items(
+    status: int, code: str | None, message: str, data: Any, count: int, what: str, said: str
+) -> BulkResult:
+    """A 400/409/422 that refused the request as a whole: the items it blames, if it says.
+
+    Raises :class:`OutcomeUnknown` (a 409 that names no item) or :class:`BatchRejected`.
+    """
+    if count == 1:
+        failure = ItemFailed(0, code or str(status), message, classify_code(code or "", status))
+        return BulkResult(failed=[failure])
+    pinned = item_indexes_in_detail(data, count)
+    if pinned:
+        failed = [
+            ItemFailed(index, item_code, item_message, classify_code(item_code, status))
+            for index, (item_code, item_message) in sorted(pinned.items())
+        ]
+        # The request was refused as a whole: nothing else was created either, but
+        # "unknown" (look up, then re-create) is the safe path the engine already has.
+        rest = [index for index in range(count) if index not in pinned]
+        return BulkResult(failed=failed, unknown=rest)
+    if status == 409:
+        raise OutcomeUnknown(
+            f"{what}: Hybridbox answered 409 for the whole batch without saying which "
+            f"item ({said}); look each address up"
+        )
+    raise BatchRejected(
+        f"{what}: Hybridbox refused the whole batch ({said})", status=status, code=code
+    )
 
 
 def bulk_result(
@@ -309,9 +323,35 @@ def bulk_result(
         return None
     count = len(items)
     answered = bytearray(count)  # answered[i] == 1 once item i has an entry
+    # One call per list, not per entry: each reads its whole list in one loop.
+    created = _created_entries(created_raw, domain, items, answered, scrub)
+    failed = _failed_entries(failed_raw, count, answered, scrub)
+    if len(created) + len(failed) == count:
+        unknown: list[int] = []
+    else:
+        unknown = [index for index in range(count) if not answered[index]]
+        event(
+            log,
+            "hybridbox.bulk_items_unknown",
+            logging.WARNING,
+            domain=domain,
+            unknown=len(unknown),
+            items=count,
+        )
+    return BulkResult(created=created, failed=failed, unknown=unknown)
+
+
+def _created_entries(
+    entries: list[Any],
+    domain: str,
+    items: Sequence[NewMailbox],
+    answered: bytearray,
+    scrub: Callable[[str], str],
+) -> list[ItemCreated]:
+    """The ``created`` list of a bulk answer; marks the items it answers in ``answered``."""
+    count = len(items)
     created: list[ItemCreated] = []
-    failed: list[ItemFailed] = []
-    for entry in created_raw:
+    for entry in entries:
         # The fast path: an emulator- or API-shaped entry, {"index": 3, "mailbox": {...}} with
         # every field a string and the address parts present. What from_json would derive or fill
         # in from the request cannot change such an entry, so it is taken as is.
@@ -358,7 +398,16 @@ def bulk_result(
         index = _answered_index(entry, "created", count, answered, scrub)
         if index is not None:
             created.append(ItemCreated(index, _created_mailbox(entry, domain, items[index])))
-    for entry in failed_raw:
+    return created
+
+
+def _failed_entries(
+    entries: list[Any], count: int, answered: bytearray, scrub: Callable[[str], str]
+) -> list[ItemFailed]:
+    """The ``failed`` list of a bulk answer; marks the items it answers in ``answered``."""
+    failed: list[ItemFailed] = []
+    for entry in entries:
+        # The fast path: {"index": 3, "code": "...", "message": "..."} with both texts strings.
         if type(entry) is dict:
             index = entry.get("index")
             code = entry.get("code")
@@ -377,19 +426,7 @@ def bulk_result(
         if index is not None:
             code = text_field(entry, "code")
             failed.append(ItemFailed(index, code, text_field(entry, "message"), _item_kind(code)))
-    if len(created) + len(failed) == count:
-        unknown: list[int] = []
-    else:
-        unknown = [index for index in range(count) if not answered[index]]
-        event(
-            log,
-            "hybridbox.bulk_items_unknown",
-            logging.WARNING,
-            domain=domain,
-            unknown=len(unknown),
-            items=count,
-        )
-    return BulkResult(created=created, failed=failed, unknown=unknown)
+    return failed
 
 
 def _answered_index(
@@ -404,7 +441,7 @@ def _answered_index(
             logging.WARNING,
             reason="duplicate index" if index is not None else "no index in range",
             outcome=outcome,
-            entry=scrub(excerpt(compact(entry), 120)),
+            entry=scrub(excerpt(compact(entry), IGNORED_ENTRY_CHARS)),
             items=count,
         )
         return None

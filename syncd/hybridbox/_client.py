@@ -71,6 +71,10 @@ log = get_logger("syncd.hybridbox")
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
 
+# The backoff stops doubling after this many retries: far past BACKOFF_MAX_S already, and it
+# keeps 2.0 ** n from overflowing however long a retry budget lets the attempts run.
+_BACKOFF_DOUBLINGS_MAX = 16
+
 # The request never left this host: resending cannot create anything twice.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 
@@ -86,6 +90,16 @@ class SentBulk:
     domain: str
     items: Sequence[NewMailbox]
     what: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    """An attempt that got no answer to interpret: why, for the retry's log line and wait."""
+
+    reason: str  # rate_limited, unavailable, server_error, timeout, network_error, connect_error
+    detail: str  # what went wrong, for the message should the retry budget run out
+    status: int | None = None  # the HTTP status, when there was an answer
+    retry_after: float | None = None  # the answer's Retry-After, in seconds
 
 
 class HybridboxClient:
@@ -364,7 +378,8 @@ class HybridboxClient:
     # -- sending with retries
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** min(attempt - 1, 16))
+        doublings = min(attempt - 1, _BACKOFF_DOUBLINGS_MAX)
+        ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0**doublings)
         return ceiling / 2 + self._rng() * ceiling / 2
 
     def _send(
@@ -388,64 +403,75 @@ class HybridboxClient:
         while True:
             attempt += 1
             request = self._http.build_request(method, path, params=params, json=json_body)
-            status: int | None = None
-            retry_after: float | None = None
-            try:
-                response = self._http.send(request)
-            except _NEVER_SENT as exc:
-                reason = "connect_error"
-                detail = f"cannot connect to {self._config.url}: {self._describe(exc)}"
-            except httpx.LocalProtocolError as exc:
-                raise HybridboxUnavailable(
-                    f"syncd could not send {what}: {self._describe(exc)}"
-                ) from None
-            except httpx.RequestError as exc:
-                self.requests_sent += 1
-                reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "network_error"
-                detail = f"{what}: no answer ({self._describe(exc)})"
-                if not resend_safe:
-                    raise OutcomeUnknown(
-                        f"{detail}; the request may have been applied: look each item up"
-                    ) from None
-            else:
-                self.requests_sent += 1
-                status = response.status_code
-                if status in (401, 403):
-                    raise self._not_authorized(response, what, capability)
-                if status != 429 and status < 500:
-                    return response
-                retry_after = retry_after_seconds(response)
-                detail = f"{what}: {self._summary(response)}"
-                if not resend_safe and not (
-                    status == 429 or (status == 503 and retry_after is not None)
-                ):
-                    raise OutcomeUnknown(
-                        f"{detail}; the request may have been applied: look each item up"
-                    )
-                reason = {429: "rate_limited", 503: "unavailable"}.get(status, "server_error")
-                cap = self._config.max_retry_after_s
-                if retry_after is not None and retry_after > cap:
-                    raise HybridboxUnavailable(
-                        f"{detail}; Hybridbox asked to wait {retry_after:.0f} s before retrying, "
-                        f"longer than hybridbox.max_retry_after_s ({cap:g} s); the rest is "
-                        "retried next cycle"
-                    )
-            # Retry-After is a minimum; the growing backoff floor keeps a server that answers
-            # "Retry-After: 0" forever from spinning the loop.
-            backoff = self._backoff(attempt)
-            wait = backoff if retry_after is None else max(retry_after, backoff / 2)
-            event(
-                log,
-                "hybridbox.retry",
-                logging.WARNING,
-                method=method,
-                reason=reason,
-                status=status,
-                wait_s=round(wait, 2),
-                retry_after=retry_after,
-                attempt=attempt,
+            answer = self._attempt(request, what, resend_safe, capability)
+            if isinstance(answer, httpx.Response):
+                return answer
+            self._wait_to_retry(method, answer, attempt)
+
+    def _attempt(
+        self, request: httpx.Request, what: str, resend_safe: bool, capability: str | None
+    ) -> httpx.Response | _Retry:
+        """Send the request once: the answer to interpret, or why (and how soon) to send it
+        again. Raises what no retry can help with, and OutcomeUnknown when resending is unsafe.
+        """
+        try:
+            response = self._http.send(request)
+        except _NEVER_SENT as exc:
+            return _Retry(
+                "connect_error", f"cannot connect to {self._config.url}: {self._describe(exc)}"
             )
-            self.budget.wait(wait, reason=detail)
+        except httpx.LocalProtocolError as exc:
+            raise HybridboxUnavailable(
+                f"syncd could not send {what}: {self._describe(exc)}"
+            ) from None
+        except httpx.RequestError as exc:
+            self.requests_sent += 1
+            reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "network_error"
+            detail = f"{what}: no answer ({self._describe(exc)})"
+            if not resend_safe:
+                raise OutcomeUnknown(
+                    f"{detail}; the request may have been applied: look each item up"
+                ) from None
+            return _Retry(reason, detail)
+        self.requests_sent += 1
+        status = response.status_code
+        if status in (401, 403):
+            raise self._not_authorized(response, what, capability)
+        if status != 429 and status < 500:
+            return response
+        retry_after = retry_after_seconds(response)
+        detail = f"{what}: {self._summary(response)}"
+        if not resend_safe and not (status == 429 or (status == 503 and retry_after is not None)):
+            raise OutcomeUnknown(f"{detail}; the request may have been applied: look each item up")
+        reason = {429: "rate_limited", 503: "unavailable"}.get(status, "server_error")
+        cap = self._config.max_retry_after_s
+        if retry_after is not None and retry_after > cap:
+            raise HybridboxUnavailable(
+                f"{detail}; Hybridbox asked to wait {retry_after:.0f} s before retrying, "
+                f"longer than hybridbox.max_retry_after_s ({cap:g} s); the rest is "
+                "retried next cycle"
+            )
+        return _Retry(reason, detail, status, retry_after)
+
+    def _wait_to_retry(self, method: str, retry: _Retry, attempt: int) -> None:
+        """Log the retry and wait for it, charged to the cycle's retry budget."""
+        # Retry-After is a minimum; the growing backoff floor keeps a server that answers
+        # "Retry-After: 0" forever from spinning the loop.
+        backoff = self._backoff(attempt)
+        retry_after = retry.retry_after
+        wait = backoff if retry_after is None else max(retry_after, backoff / 2)
+        event(
+            log,
+            "hybridbox.retry",
+            logging.WARNING,
+            method=method,
+            reason=retry.reason,
+            status=retry.status,
+            wait_s=round(wait, 2),
+            retry_after=retry_after,
+            attempt=attempt,
+        )
+        self.budget.wait(wait, reason=retry.detail)
 
     def _describe(self, exc: Exception) -> str:
         text = str(exc).strip()

@@ -19,6 +19,10 @@ from syncd.logs import event, get_logger
 # on it.
 log = get_logger("syncd.hybridbox")
 
+# A wait may overrun what is left by this much: float rounding of the seconds spent so far must
+# not refuse a wait of exactly what is left.
+_ROUNDING_SLACK_S = 1e-9
+
 
 # ------------------------------------------------------------------------------- retry budget
 
@@ -50,7 +54,7 @@ class RetryBudget:
     def wait(self, seconds: float, *, reason: str) -> None:
         """Sleep ``seconds`` before a retry; ``reason`` says what went wrong, for the message."""
         seconds = max(0.0, seconds)
-        if seconds > self.remaining + 1e-9:
+        if seconds > self.remaining + _ROUNDING_SLACK_S:
             event(
                 log,
                 "hybridbox.gave_up",

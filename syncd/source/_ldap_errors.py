@@ -11,11 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 from ldap3.core.exceptions import LDAPStartTLSError
+from ldap3.core.results import (
+    RESULT_REFERRAL,
+    RESULT_SIZE_LIMIT_EXCEEDED,
+    RESULT_TIME_LIMIT_EXCEEDED,
+)
 
 from syncd.config import LdapSource
 from syncd.errors import ConfigError
 
-_RESULT_NAMES = {3: "timeLimitExceeded", 4: "sizeLimitExceeded", 10: "referral"}
+_RESULT_NAMES = {
+    RESULT_TIME_LIMIT_EXCEEDED: "timeLimitExceeded",
+    RESULT_SIZE_LIMIT_EXCEEDED: "sizeLimitExceeded",
+    RESULT_REFERRAL: "referral",
+}
 
 
 class Unreachable(Exception):
@@ -89,8 +98,8 @@ def limit_reason(result: dict[str, Any], read: int, pages: int) -> str:
     code = result["result"]
     name = _RESULT_NAMES.get(code) or result.get("description") or "error"
     what = result_text(result) if code not in _RESULT_NAMES else f"rc {code} {name}"
-    if code in (3, 4):
-        kind = "time" if code == 3 else "size"
+    if code in (RESULT_TIME_LIMIT_EXCEEDED, RESULT_SIZE_LIMIT_EXCEEDED):
+        kind = "time" if code == RESULT_TIME_LIMIT_EXCEEDED else "size"
         return (
             f"the server stopped the search at its {kind} limit after {read} entries in "
             f"{pages} page(s) ({what}); raise the limit for the bind DN or narrow the filter"

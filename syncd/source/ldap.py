@@ -37,6 +37,21 @@ from ldap3 import (
     Tls,
 )
 from ldap3.core.exceptions import LDAPException
+from ldap3.core.results import (
+    RESULT_ADMIN_LIMIT_EXCEEDED,
+    RESULT_BUSY,
+    RESULT_INAPPROPRIATE_AUTHENTICATION,
+    RESULT_INSUFFICIENT_ACCESS_RIGHTS,
+    RESULT_INVALID_CREDENTIALS,
+    RESULT_NO_SUCH_OBJECT,
+    RESULT_OPERATIONS_ERROR,
+    RESULT_REFERRAL,
+    RESULT_SIZE_LIMIT_EXCEEDED,
+    RESULT_STRONGER_AUTH_REQUIRED,
+    RESULT_SUCCESS,
+    RESULT_TIME_LIMIT_EXCEEDED,
+    RESULT_UNAVAILABLE,
+)
 
 from syncd.config import LdapSource, SyncConfig
 from syncd.errors import ConfigError, SourceUnavailable
@@ -61,7 +76,21 @@ _SCOPES = {"base": BASE, "one": LEVEL, "sub": SUBTREE}
 # Bump when the record key is built differently: records stored as unchanged are read again.
 _RECORD_FORMAT = 1
 # Result codes that mean "this server cannot serve us right now": try the next URL.
-_BUSY = {51, 52}
+_BUSY = {RESULT_BUSY, RESULT_UNAVAILABLE}
+# Result codes of a first page that still has entries to read: the server's own time or size
+# limit cuts a read short (it is then incomplete), but does not make it wrong.
+_FIRST_PAGE_READABLE = (RESULT_SUCCESS, RESULT_TIME_LIMIT_EXCEEDED, RESULT_SIZE_LIMIT_EXCEEDED)
+# Result codes that mean the bind DN may not search the base DN (AD answers operationsError
+# to an anonymous search).
+_NOT_ALLOWED = (
+    RESULT_OPERATIONS_ERROR,
+    RESULT_STRONGER_AUTH_REQUIRED,
+    RESULT_INAPPROPRIATE_AUTHENTICATION,
+    RESULT_INSUFFICIENT_ACCESS_RIGHTS,
+)
+# The standard ports, for a URL that names none.
+LDAP_PORT = 389
+LDAPS_PORT = 636
 
 
 class LdapReader:
@@ -152,7 +181,8 @@ class LdapReader:
                     f"LDAP server {url} dropped the connection during a test search: {exc}"
                 ) from None
             code = connection.result["result"]
-            if code not in (0, 4):  # 4: our own size limit, expected
+            # sizeLimitExceeded is expected: the limit is our own.
+            if code not in (RESULT_SUCCESS, RESULT_SIZE_LIMIT_EXCEEDED):
                 self._raise_for_first_page(connection.result, url)
             people = []
             for entry in connection.response or ():
@@ -172,16 +202,7 @@ class LdapReader:
         started = time.monotonic()
         while True:
             try:
-                connection.search(
-                    self._config.base_dn,
-                    self._filter,
-                    _SCOPES[self._config.scope],
-                    # Aliases would bring the same person in twice; read the real entries.
-                    dereference_aliases=DEREF_NEVER,
-                    attributes=mapper.attributes,
-                    paged_size=self._page_size,
-                    paged_cookie=cookie,
-                )
+                self._search_page(connection, cookie)
             except (LDAPException, OSError) as exc:
                 self._incomplete(
                     report, url, f"connection to {url} lost after {report.read} entries: {exc}"
@@ -189,7 +210,7 @@ class LdapReader:
                 return
             result = connection.result
             code = result["result"]
-            if pages == 0 and code not in (0, 3, 4):
+            if pages == 0 and code not in _FIRST_PAGE_READABLE:
                 self._raise_for_first_page(result, url)
             pages += 1
             for entry in connection.response or ():
@@ -199,18 +220,13 @@ class LdapReader:
                         # partitions (DomainDnsZones, ...); they hold no people.
                         skipped_references += 1
                         continue
-                    self._incomplete(
-                        report,
-                        url,
-                        f"the server referred part of the tree to {_uris(entry)} after "
-                        f"{report.read} entries; syncd does not follow referrals",
-                    )
+                    self._referred(report, url, entry)
                     return
                 report.read += 1
                 person = mapper.person(entry["dn"], entry["raw_attributes"], report)
                 if person is not None:
                     yield person
-            if code != 0:
+            if code != RESULT_SUCCESS:
                 self._incomplete(report, url, limit_reason(result, report.read, pages))
                 return
             cookie = _cookie(result)
@@ -226,6 +242,29 @@ class LdapReader:
             pages=pages,
             references_skipped=skipped_references or None,
             seconds=round(time.monotonic() - started, 2),
+        )
+
+    def _search_page(self, connection: Connection, cookie: bytes | None) -> None:
+        """Ask for the page after ``cookie`` (the first page: None); the answer is left on
+        ``connection``. Raises what ldap3 raises when the connection is lost."""
+        connection.search(
+            self._config.base_dn,
+            self._filter,
+            _SCOPES[self._config.scope],
+            # Aliases would bring the same person in twice; read the real entries.
+            dereference_aliases=DEREF_NEVER,
+            attributes=self._mapper.attributes,
+            paged_size=self._page_size,
+            paged_cookie=cookie,
+        )
+
+    def _referred(self, report: ReadReport, url: str, reference: dict[str, Any]) -> None:
+        """End the read at a referral: syncd does not follow them."""
+        self._incomplete(
+            report,
+            url,
+            f"the server referred part of the tree to {_uris(reference)} after "
+            f"{report.read} entries; syncd does not follow referrals",
         )
 
     def _warn_about_settings(self, report: ReadReport) -> None:
@@ -268,25 +307,25 @@ class LdapReader:
         code = result["result"]
         what = result_text(result)
         base_dn = self._config.base_dn
-        if code == 32:
+        if code == RESULT_NO_SUCH_OBJECT:
             raise ConfigError(
                 f"at 'source.base_dn': {base_dn!r} does not exist on {url} ({what})",
                 hint="check the spelling, or whether the bind DN may see it",
             )
         if code in _BUSY:
             raise SourceUnavailable(f"LDAP server {url} is not serving searches now ({what})")
-        if code == 10:
+        if code == RESULT_REFERRAL:
             raise ConfigError(
                 f"at 'source.base_dn': {url} refers {base_dn!r} to {result.get('referrals')}",
                 hint="put the server that holds this base DN in source.url",
             )
-        if code == 11:
+        if code == RESULT_ADMIN_LIMIT_EXCEEDED:
             raise ConfigError(
                 f"LDAP server {url} refused the search with an administrative limit ({what})",
                 hint=f"lower source.page_size (now {self._page_size}) or raise the server's limit "
                 "for the bind DN",
             )
-        if code in (1, 8, 48, 50):
+        if code in _NOT_ALLOWED:
             raise ConfigError(
                 f"LDAP server {url} does not let {self._config.bind_dn or 'anonymous'} search "
                 f"{base_dn!r} ({what})",
@@ -369,7 +408,7 @@ class LdapReader:
         host = parts.hostname or ""
         server = Server(
             host,
-            port=parts.port or (636 if use_ssl else 389),
+            port=parts.port or (LDAPS_PORT if use_ssl else LDAP_PORT),
             use_ssl=use_ssl,
             tls=tls,
             get_info=NONE,
@@ -414,14 +453,14 @@ class LdapReader:
         code = result["result"]
         bind_dn = self._config.bind_dn or "anonymous"
         what = result_text(result)
-        if code == 49:
+        if code == RESULT_INVALID_CREDENTIALS:
             detail = _ad.bind_failure_detail(result.get("message") or "")
             return ConfigError(
                 f"LDAP server {url} rejected the bind as {bind_dn!r}: "
                 f"{detail or 'wrong password or unknown DN'} ({what})",
                 hint="check source.bind_dn and the password in source.bind_password_*",
             )
-        if code == 8:
+        if code == RESULT_STRONGER_AUTH_REQUIRED:
             return ConfigError(
                 f"LDAP server {url} requires an encrypted connection to bind as {bind_dn!r} "
                 f"({what})",
