@@ -210,7 +210,7 @@ def _add_after_write_faults(fadd: _AddArgument) -> None:
 
 
 def _add_answer_shapes(fadd: _AddArgument) -> None:
-    """Answers that are not faults but shapes a real server may choose."""
+    """Answers that are not faults but shapes a real server may choose, and broken answers."""
     fadd("--bulk-status", type=int, choices=BULK_STATUSES, default=200, help="bulk HTTP status")
     fadd("--error-body", choices=ERROR_BODIES, default="json", help="shape of error bodies")
     fadd(
@@ -218,6 +218,18 @@ def _add_answer_shapes(fadd: _AddArgument) -> None:
         choices=PAGE_SIZE_OVERFLOWS,
         default="clamp",
         help="page_size over 100: clamp it silently, or reject with 422",
+    )
+    fadd(
+        "--shift-created",
+        action="store_true",
+        help="answer a bulk create's item i with item i+1's mailbox (all are created)",
+    )
+    fadd(
+        "--drip-bytes-per-s",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="send every answer's body at R bytes a second (0: at once)",
     )
 
 

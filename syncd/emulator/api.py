@@ -4,7 +4,7 @@ Each handler turns a :class:`~syncd.emulator.calls.Call` into a
 :class:`~syncd.emulator.calls.Reply` or raises :class:`~syncd.emulator.calls.ApiError`; faults
 around the handler, authorization and the HTTP answer are :mod:`syncd.emulator.pipeline`'s job.
 Only the faults that shape a route's own answer are decided here (``forbid_create``,
-``max_batch``, ``fail_rate``, ``bulk_status``, ``page_size_overflow``).
+``max_batch``, ``fail_rate``, ``shift_created``, ``bulk_status``, ``page_size_overflow``).
 """
 
 from __future__ import annotations
@@ -84,6 +84,13 @@ class PublicApi:
                     failed.append({"index": index, "code": exc.code, "message": exc.message})
                     self._state.stats.failed_items[exc.code] += 1
         stats = self._state.stats
+        if settings.shift_created and self._state.faults.applies_to("bulk_create") and created:
+            # Item i is answered with item i+1's mailbox (the last with the first's): every
+            # mailbox exists, each reported at the wrong index.
+            mailboxes = [entry["mailbox"] for entry in created]
+            for entry, mailbox in zip(created, mailboxes[1:] + mailboxes[:1], strict=True):
+                entry["mailbox"] = mailbox
+            stats.faults["shift_created"] += 1
         stats.bulk_requests += 1
         stats.bulk_items += len(items)
         stats.created_by_api += len(created)

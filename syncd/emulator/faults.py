@@ -56,6 +56,11 @@ class FaultSettings:
     bulk_status: int = 200
     error_body: str = "json"
     page_size_overflow: str = "clamp"
+    # Wrong answers a broken server may give: each created mailbox reported at the previous item's
+    # index (item i answered with item i+1's mailbox), and an answer body sent at this many bytes
+    # a second (0: at once).
+    shift_created: bool = False
+    drip_bytes_per_s: float = 0.0
     # Route names the request-level faults apply to; empty means every public route.
     fault_routes: list[str] = field(default_factory=list)
     seed: int = 0
@@ -100,12 +105,12 @@ def _coerce(key: str, value: Any) -> Any:
         if key != "seed" and value < 0:
             raise ValueError(f"{key} must be 0 or more, not {value!r}")
         return value
-    if key == "hang_s":
-        hang = _number(key, value)
-        if hang < 0:
-            raise ValueError(f"hang_s must be 0 or more, not {value!r}")
-        return hang
-    if key in {"forbid_create", "retry_after_http_date"}:
+    if key in {"hang_s", "drip_bytes_per_s"}:
+        seconds_or_rate = _number(key, value)
+        if seconds_or_rate < 0:
+            raise ValueError(f"{key} must be 0 or more, not {value!r}")
+        return seconds_or_rate
+    if key in {"forbid_create", "retry_after_http_date", "shift_created"}:
         if not isinstance(value, bool):
             raise ValueError(f"{key} must be true or false, not {value!r}")
         return value

@@ -11,9 +11,11 @@ Every public request goes through :meth:`PublicPipeline.run` in this order (each
    ``fail_rate`` in bulk);
 8. after a write route answered 2xx (the write is applied): ``drop_after_write_rate`` → connection
    closed; ``error_after_write_rate`` → 500; ``timeout_after_write_rate`` → no answer for ``hang_s``
-   seconds (or until the client hangs up), then the normal answer.
+   seconds (or until the client hangs up), then the normal answer;
+9. whatever the answer, ``drip_bytes_per_s`` sends its body at that many bytes a second (the
+   headers at once), until it is all sent or the client hangs up.
 
-Steps 1-5 and 8 apply only to routes named in ``fault_routes`` (all when empty). Handlers are
+Steps 1-5, 8 and 9 apply only to routes named in ``fault_routes`` (all when empty). Handlers are
 synchronous, so one request's store changes are never interleaved with another's.
 """
 
@@ -25,12 +27,12 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from syncd.emulator.calls import ApiError, Call, Handler, json_response
 from syncd.emulator.faults import WRITE_ROUTES
@@ -44,6 +46,9 @@ log = get_logger("syncd.emulator")
 # returns False when the server cannot do that (then the emulator answers 500 instead).
 ConnectionAborter = Callable[[tuple[str, int] | None], bool]
 
+# A dripping body is sent in pieces this many seconds apart (one byte at a time when slower).
+DRIP_TICK_S = 0.1
+
 
 class PublicPipeline:
     """Runs one public request: faults, authorization, the handler, statistics, the answer."""
@@ -54,6 +59,15 @@ class PublicPipeline:
         self.abort_connection: ConnectionAborter = lambda client: False
 
     async def run(self, route: str, request: Request, handler: Handler) -> Response:
+        response = await self._respond(route, request, handler)
+        faults = self._state.faults
+        rate = faults.settings.drip_bytes_per_s
+        if rate > 0 and faults.applies_to(route):
+            self._state.stats.faults["drip"] += 1
+            return _dripping(response, rate)
+        return response
+
+    async def _respond(self, route: str, request: Request, handler: Handler) -> Response:
         state = self._state
         state.seq += 1
         record = RequestRecord(
@@ -182,6 +196,22 @@ class PublicPipeline:
             return Response(page, exc.status, headers, "text/html")
         error = {"code": exc.code, "message": exc.message, **extra}
         return JSONResponse({"error": error}, exc.status, headers)
+
+
+def _dripping(response: Response, bytes_per_s: float) -> Response:
+    """The same answer, its body sent at ``bytes_per_s`` (chunked: no Content-Length)."""
+    body = bytes(response.body)
+    piece = max(1, int(bytes_per_s * DRIP_TICK_S))
+
+    async def drip() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), piece):
+            chunk = body[start : start + piece]
+            yield chunk
+            await asyncio.sleep(len(chunk) / bytes_per_s)
+
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    # A client that hangs up ends the drip: Starlette stops iterating on a disconnect.
+    return StreamingResponse(drip(), status_code=response.status_code, headers=headers)
 
 
 async def _wait_for_disconnect(request: Request, timeout: float) -> None:

@@ -2,6 +2,8 @@
 
 - :mod:`syncd.hybridbox._client`: :class:`HybridboxClient`, the requests and their retries.
 - :mod:`syncd.hybridbox._retry`: :class:`RetryBudget`, the seconds one cycle may spend waiting.
+- :mod:`syncd.hybridbox._wire`: one answer off the wire, bounded as a whole in time
+  (``hybridbox.timeout_s``) and in size (:data:`MAX_ANSWER_BYTES` decoded).
 - :mod:`syncd.hybridbox._records`: the records answers are read into, and what an answer meant.
 - :mod:`syncd.hybridbox._answers`: reading an answer that came back (bulk results, error bodies,
   ``Retry-After``, batch limits).
@@ -27,11 +29,13 @@ from syncd.hybridbox._records import (
     classify_code,
 )
 from syncd.hybridbox._retry import RetryBudget
+from syncd.hybridbox._wire import MAX_ANSWER_BYTES
 
 __all__ = [
     "BACKOFF_BASE_S",
     "BACKOFF_MAX_S",
     "EXCERPT_CHARS",
+    "MAX_ANSWER_BYTES",
     "BatchRejected",
     "BatchTooLarge",
     "BulkResult",

@@ -314,8 +314,12 @@ def bulk_result(
 ) -> BulkResult | None:
     """The per-item lists of a bulk answer, or None when ``created``/``failed`` are not lists.
 
-    An entry whose index is missing, out of range or already answered is logged and ignored; an
-    item that no entry answers is ``unknown``. ``scrub`` removes secrets from a logged excerpt.
+    An entry whose index is missing or out of range is logged and ignored. An item that no entry
+    answers is ``unknown``, and so is one the answer does not confirm: an index answered twice
+    (the answer contradicts or repeats itself), or a created mailbox that is not the one asked for
+    at that index (another local part, domain or names: a server answering item i with item
+    i+1's mailbox). The engine looks each unknown item up by the address it asked for, so what is
+    recorded is what really exists there. ``scrub`` removes secrets from a logged excerpt.
     """
     created_raw = data.get("created") or []
     failed_raw = data.get("failed") or []
@@ -323,13 +327,17 @@ def bulk_result(
         return None
     count = len(items)
     answered = bytearray(count)  # answered[i] == 1 once item i has an entry
+    doubtful: set[int] = set()  # answered, but not in a way that confirms anything
     # One call per list, not per entry: each reads its whole list in one loop.
-    created = _created_entries(created_raw, domain, items, answered, scrub)
-    failed = _failed_entries(failed_raw, count, answered, scrub)
+    created = _created_entries(created_raw, domain, items, answered, doubtful, scrub)
+    failed = _failed_entries(failed_raw, count, answered, doubtful, scrub)
+    if doubtful:
+        created = [entry for entry in created if entry.index not in doubtful]
+        failed = [entry for entry in failed if entry.index not in doubtful]
     if len(created) + len(failed) == count:
         unknown: list[int] = []
     else:
-        unknown = [index for index in range(count) if not answered[index]]
+        unknown = [index for index in range(count) if not answered[index] or index in doubtful]
         event(
             log,
             "hybridbox.bulk_items_unknown",
@@ -346,6 +354,7 @@ def _created_entries(
     domain: str,
     items: Sequence[NewMailbox],
     answered: bytearray,
+    doubtful: set[int],
     scrub: Callable[[str], str],
 ) -> list[ItemCreated]:
     """The ``created`` list of a bulk answer; marks the items it answers in ``answered``."""
@@ -353,8 +362,9 @@ def _created_entries(
     created: list[ItemCreated] = []
     for entry in entries:
         # The fast path: an emulator- or API-shaped entry, {"index": 3, "mailbox": {...}} with
-        # every field a string and the address parts present. What from_json would derive or fill
-        # in from the request cannot change such an entry, so it is taken as is.
+        # every field a string, the address parts present, and the local part, domain and names
+        # exactly those asked for at that index. What from_json would derive or fill in from the
+        # request cannot change such an entry, so it is taken as is.
         if type(entry) is dict:
             index = entry.get("index")
             raw = entry.get("mailbox")
@@ -364,6 +374,7 @@ def _created_entries(
                 and not answered[index]
                 and type(raw) is dict
             ):
+                asked = items[index]
                 mailbox_id = raw.get("id")
                 local_part = raw.get("local_part")
                 domain_name = raw.get("domain_name")
@@ -373,15 +384,20 @@ def _created_entries(
                 status = raw.get("status")
                 if (
                     type(mailbox_id) is str
+                    and type(primary_email) is str
+                    and (status is None or type(status) is str)
+                    and primary_email
+                    # Plain equality with str operands: also a cheap check of their type.
+                    and local_part == asked.local_part
+                    and domain_name == domain
+                    and first_name == asked.first_name
+                    and last_name == asked.last_name
                     and type(local_part) is str
                     and type(domain_name) is str
-                    and type(primary_email) is str
                     and type(first_name) is str
                     and type(last_name) is str
-                    and (status is None or type(status) is str)
                     and local_part
                     and domain_name
-                    and primary_email
                 ):
                     answered[index] = 1
                     mailbox = Mailbox(
@@ -395,14 +411,34 @@ def _created_entries(
                     )
                     created.append(ItemCreated(index, mailbox))
                     continue
-        index = _answered_index(entry, "created", count, answered, scrub)
-        if index is not None:
-            created.append(ItemCreated(index, _created_mailbox(entry, domain, items[index])))
+        index = _answered_index(entry, "created", count, answered, doubtful, scrub)
+        if index is None:
+            continue
+        mailbox = _created_mailbox(entry, domain, items[index])
+        if _is_the_one_asked_for(mailbox, domain, items[index]):
+            created.append(ItemCreated(index, mailbox))
+        else:
+            doubtful.add(index)
+            event(
+                log,
+                "hybridbox.bulk_entry_mismatch",
+                logging.WARNING,
+                index=index,
+                asked=f"{items[index].local_part}@{domain}",
+                answered=scrub(excerpt(f"{mailbox.local_part}@{mailbox.domain_name}")),
+                names_match=_same_text(mailbox.first_name, items[index].first_name)
+                and _same_text(mailbox.last_name, items[index].last_name),
+                outcome="unknown: looked up by the address asked for",
+            )
     return created
 
 
 def _failed_entries(
-    entries: list[Any], count: int, answered: bytearray, scrub: Callable[[str], str]
+    entries: list[Any],
+    count: int,
+    answered: bytearray,
+    doubtful: set[int],
+    scrub: Callable[[str], str],
 ) -> list[ItemFailed]:
     """The ``failed`` list of a bulk answer; marks the items it answers in ``answered``."""
     failed: list[ItemFailed] = []
@@ -422,7 +458,7 @@ def _failed_entries(
                 answered[index] = 1
                 failed.append(ItemFailed(index, code, message, _item_kind(code)))
                 continue
-        index = _answered_index(entry, "failed", count, answered, scrub)
+        index = _answered_index(entry, "failed", count, answered, doubtful, scrub)
         if index is not None:
             code = text_field(entry, "code")
             failed.append(ItemFailed(index, code, text_field(entry, "message"), _item_kind(code)))
@@ -430,11 +466,21 @@ def _failed_entries(
 
 
 def _answered_index(
-    entry: Any, outcome: str, count: int, answered: bytearray, scrub: Callable[[str], str]
+    entry: Any,
+    outcome: str,
+    count: int,
+    answered: bytearray,
+    doubtful: set[int],
+    scrub: Callable[[str], str],
 ) -> int | None:
-    """The careful path: the entry's item index, marked answered; None (and a warning) if none."""
+    """The careful path: the entry's item index, marked answered; None (and a warning) if none.
+
+    An index answered before is put in ``doubtful``: the answer says two things about one item.
+    """
     index = _index(entry, count) if isinstance(entry, dict) else None
     if index is None or answered[index]:
+        if index is not None:
+            doubtful.add(index)
         event(
             log,
             "hybridbox.bulk_entry_ignored",
@@ -463,3 +509,19 @@ def _created_mailbox(entry: Mapping[str, Any], domain: str, item: NewMailbox) ->
     return Mailbox.from_json(
         asked | {key: value for key, value in raw.items() if value is not None}
     )
+
+
+def _is_the_one_asked_for(mailbox: Mailbox, domain: str, item: NewMailbox) -> bool:
+    """Whether a created mailbox is at the address, and has the names, asked for."""
+    return (
+        _same_text(mailbox.local_part, item.local_part)
+        and _same_text(mailbox.domain_name, domain)
+        and _same_text(mailbox.first_name, item.first_name)
+        and _same_text(mailbox.last_name, item.last_name)
+    )
+
+
+def _same_text(answered: str, asked: str) -> bool:
+    # A server may trim or recase what it stores (the engine compares names the same way when it
+    # looks a mailbox up); anything else is another mailbox.
+    return answered == asked or answered.strip().casefold() == asked.strip().casefold()

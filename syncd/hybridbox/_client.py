@@ -11,17 +11,27 @@ on without reading HTTP itself (see ``/work/shared/hybridbox-api.md``, "Assumpti
   batch before creating anything: halve it and resend;
 - :class:`RequestRefused` when a rename is refused for that one mailbox (gone, names refused);
 - the kinds in :mod:`syncd.errors` for what stops the cycle: ``NotAuthorized`` (401/403, never
-  retried), ``ConfigError`` (404 on the account or domain), ``HybridboxUnavailable`` (the retry
-  budget ran out, a Retry-After longer than the cap, or an answer syncd cannot use).
+  retried), ``ConfigError`` (404 on the account or domain), ``HybridboxUnavailable`` (Hybridbox
+  cannot be reached at first contact, the retry budget ran out, a Retry-After longer than the cap,
+  a redirect, or an answer syncd cannot use).
 
 A bulk create is one call (``bulk_create``) or, for a caller that pipelines batches, two:
 ``send_bulk`` (the network: send, read the answer's bytes) and ``read_bulk`` (what the answer
 says), so that the thread doing the network does nothing else.
 
-Retries: what is safe to resend (GET, PATCH, and a bulk POST that never left or that the server
-refused with 429, or 503 with Retry-After) is resent after a wait charged to the cycle's budget.
-The token is registered as a secret, sent only in the Authorization header, and scrubbed from any
-excerpt of a server answer that ends up in a message.
+Every request is bounded as a whole: it has ``hybridbox.timeout_s`` for everything, and its answer
+at most ``MAX_ANSWER_BYTES`` decoded (see :mod:`syncd.hybridbox._wire`).
+
+Retries are for a server that was answering and stopped. At the first contact of a client (a
+command, a cycle), a connection refused, a name that does not resolve, a TLS mismatch or a
+connection closed without an answer is a wrong ``hybridbox.url`` far more often than an outage: it
+fails at once, naming the key. After that, what is safe to resend (GET, PATCH, and a bulk POST that
+never left or that the server refused with 429, or 503 with Retry-After) is resent after a wait;
+the waits and the time spent in failed attempts are charged to the cycle's budget.
+
+The token is registered as a secret, sent only in the Authorization header (redirects are never
+followed, so it never goes to another host), and scrubbed from any excerpt of a server answer that
+ends up in a message.
 
 This module holds the client and the HTTP plumbing. Its retry budget lives in
 :mod:`syncd.hybridbox._retry`, the records and the exceptions above in
@@ -33,6 +43,8 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +60,7 @@ from syncd.errors import ConfigError, HybridboxUnavailable, NotAuthorized
 from syncd.hybridbox._answers import (
     bulk_answer,
     error_info,
+    excerpt,
     json_or_none,
     retry_after_seconds,
     summary,
@@ -61,7 +74,8 @@ from syncd.hybridbox._records import (
     RequestRefused,
     UnexpectedResponse,
 )
-from syncd.hybridbox._retry import RetryBudget
+from syncd.hybridbox._retry import RETRIED_NEXT_CYCLE, RetryBudget
+from syncd.hybridbox._wire import ACCEPT_ENCODING, AnswerUnusable, Watchdog, read_answer
 from syncd.logs import event, get_logger, redact, register_secret
 
 log = get_logger("syncd.hybridbox")
@@ -77,6 +91,18 @@ _BACKOFF_DOUBLINGS_MAX = 16
 
 # The request never left this host: resending cannot create anything twice.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+# Failures that, before Hybridbox has answered anything, say nothing there speaks HTTP to us:
+# connecting failed (refused, DNS, TLS, no route, timed out) or the connection was closed or reset
+# without an answer (http:// to a TLS port).
+_NO_SERVER_THERE = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.ProxyError,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+    httpx.UnsupportedProtocol,
+)
 
 
 # ------------------------------------------------------------------------------------- client
@@ -103,7 +129,11 @@ class _Retry:
 
 
 class HybridboxClient:
-    """Synchronous client for one cycle: one keep-alive connection, one retry budget."""
+    """Synchronous client for one cycle: one keep-alive connection, one retry budget.
+
+    ``in_cycle=False`` is for a one-off command (``validate``): its messages then do not promise
+    that a next cycle retries (only matters when ``budget`` is not given).
+    """
 
     def __init__(
         self,
@@ -114,15 +144,25 @@ class HybridboxClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
+        in_cycle: bool = True,
     ) -> None:
         register_secret(token)
         self._config = config
         self._token = token
         self._rng = rng
         self.budget = (
-            budget if budget is not None else RetryBudget(config.retry_budget_s, sleep=sleep)
+            budget
+            if budget is not None
+            else RetryBudget(
+                config.retry_budget_s, sleep=sleep, then=RETRIED_NEXT_CYCLE if in_cycle else ""
+            )
         )
         self.requests_sent = 0
+        # Whether Hybridbox has answered anything yet: before it has, a failure to reach it is a
+        # wrong hybridbox.url until proven otherwise, and is not retried (see _unreachable).
+        self.answered = False
+        self._watchdog = Watchdog()
+        self._extensions = {"trace": self._watchdog.trace}
         self._account_path = f"/v1/public/accounts/{quote(config.account_id, safe='')}"
         base_url = config.url.rstrip("/")
         self._http = httpx.Client(
@@ -131,6 +171,7 @@ class HybridboxClient:
                 "Authorization": f"Bearer {token}",
                 "User-Agent": f"syncd/{__version__}",
                 "Accept": "application/json",
+                "Accept-Encoding": ACCEPT_ENCODING,
             },
             timeout=httpx.Timeout(config.timeout_s),
             transport=transport,
@@ -145,6 +186,7 @@ class HybridboxClient:
 
     def close(self) -> None:
         self._http.close()
+        self._watchdog.close()
 
     def __enter__(self) -> Self:
         return self
@@ -399,13 +441,24 @@ class HybridboxClient:
         never left (connect errors) or the server refused it up front (429, 503 + Retry-After).
         401/403 raise NotAuthorized; everything else is returned to the caller.
         """
+        budget = self.budget
         attempt = 0
         while True:
             attempt += 1
-            request = self._http.build_request(method, path, params=params, json=json_body)
-            answer = self._attempt(request, what, resend_safe, capability)
+            budget.ensure_left()  # failed attempts may have used the budget up
+            request = self._http.build_request(
+                method, path, params=params, json=json_body, extensions=self._extensions
+            )
+            started = budget.clock()
+            try:
+                answer = self._attempt(request, what, resend_safe, capability)
+            except OutcomeUnknown as exc:
+                # The time lost is waiting too, though the caller resolves this by lookup.
+                budget.charge(budget.clock() - started, reason=str(exc))
+                raise
             if isinstance(answer, httpx.Response):
                 return answer
+            budget.charge(budget.clock() - started, reason=answer.detail)
             self._wait_to_retry(method, answer, attempt)
 
     def _attempt(
@@ -415,28 +468,61 @@ class HybridboxClient:
         again. Raises what no retry can help with, and OutcomeUnknown when resending is unsafe.
         """
         try:
-            response = self._http.send(request)
-        except _NEVER_SENT as exc:
-            return _Retry(
-                "connect_error", f"cannot connect to {self._config.url}: {self._describe(exc)}"
+            response = read_answer(
+                self._http,
+                request,
+                timeout_s=self._config.timeout_s,
+                watchdog=self._watchdog,
+                clock=self.budget.clock,
             )
-        except httpx.LocalProtocolError as exc:
-            raise HybridboxUnavailable(
-                f"syncd could not send {what}: {self._describe(exc)}"
-            ) from None
-        except httpx.RequestError as exc:
+        except AnswerUnusable as exc:
             self.requests_sent += 1
-            reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "network_error"
-            detail = f"{what}: no answer ({self._describe(exc)})"
+            self.answered = True
+            detail = f"{what}: {self._scrub(str(exc))}"
             if not resend_safe:
                 raise OutcomeUnknown(
                     f"{detail}; the request may have been applied: look each item up"
                 ) from None
-            return _Retry(reason, detail)
+            raise UnexpectedResponse(
+                f"Hybridbox gave an unusable answer to {detail}", status=None
+            ) from None
+        except httpx.RequestError as exc:
+            return self._no_answer(exc, what, resend_safe)
         self.requests_sent += 1
+        self.answered = True
+        return self._judge(response, what, resend_safe, capability)
+
+    def _no_answer(self, exc: httpx.RequestError, what: str, resend_safe: bool) -> _Retry:
+        """An attempt that got no answer: why to retry it, or raise why not."""
+        if isinstance(exc, httpx.LocalProtocolError):
+            raise HybridboxUnavailable(
+                f"syncd could not send {what}: {self._describe(exc)}"
+            ) from None
+        never_sent = isinstance(exc, _NEVER_SENT)
+        if not self.answered and isinstance(exc, _NO_SERVER_THERE) and (never_sent or resend_safe):
+            raise self._unreachable(exc) from None
+        if never_sent:
+            return _Retry(
+                "connect_error", f"cannot connect to {self._config.url}: {self._describe(exc)}"
+            )
+        self.requests_sent += 1
+        reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "network_error"
+        detail = f"{what}: no answer ({self._describe(exc)})"
+        if not resend_safe:
+            raise OutcomeUnknown(
+                f"{detail}; the request may have been applied: look each item up"
+            ) from None
+        return _Retry(reason, detail)
+
+    def _judge(
+        self, response: httpx.Response, what: str, resend_safe: bool, capability: str | None
+    ) -> httpx.Response | _Retry:
+        """An answer: the one to interpret, or why (and how soon) to send the request again."""
         status = response.status_code
         if status in (401, 403):
             raise self._not_authorized(response, what, capability)
+        if response.is_redirect:
+            raise self._redirected(response, what)
         if status != 429 and status < 500:
             return response
         retry_after = retry_after_seconds(response)
@@ -446,12 +532,53 @@ class HybridboxClient:
         reason = {429: "rate_limited", 503: "unavailable"}.get(status, "server_error")
         cap = self._config.max_retry_after_s
         if retry_after is not None and retry_after > cap:
+            then = f"; {self.budget.then}" if self.budget.then else ""
             raise HybridboxUnavailable(
                 f"{detail}; Hybridbox asked to wait {retry_after:.0f} s before retrying, "
-                f"longer than hybridbox.max_retry_after_s ({cap:g} s); the rest is "
-                "retried next cycle"
+                f"longer than hybridbox.max_retry_after_s ({cap:g} s){then}"
             )
         return _Retry(reason, detail, status, retry_after)
+
+    def _unreachable(self, exc: httpx.RequestError) -> HybridboxUnavailable:
+        """Hybridbox was never reached: say what failed, and what in hybridbox.url to check."""
+        url = self._http.base_url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        causes = _causes(exc)
+        if any(isinstance(cause, socket.gaierror) for cause in causes):
+            problem = f"the host name {url.host} does not resolve"
+            check = "the host name in hybridbox.url, and this machine's DNS"
+        elif any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+            problem = f"nothing accepts connections on {url.host} port {port} (connection refused)"
+            check = "the port in hybridbox.url, and that Hybridbox (or the emulator) runs there"
+        elif any(isinstance(cause, ssl.SSLError) for cause in causes):
+            problem = f"the TLS handshake failed ({self._describe(exc)})"
+            check = (
+                "https:// or http:// in hybridbox.url, and that this machine trusts the "
+                "server's certificate"
+            )
+        elif isinstance(exc, httpx.ConnectTimeout):
+            problem = f"no connection within {self._config.timeout_s:g} s (hybridbox.timeout_s)"
+            check = "the host and port in hybridbox.url, and any firewall or proxy in between"
+        elif isinstance(exc, httpx.ConnectError | httpx.ProxyError):
+            problem = f"could not connect ({self._describe(exc)})"
+            check = "the host and port in hybridbox.url, and any proxy in between"
+        else:
+            problem = f"no HTTP answer ({self._describe(exc)})"
+            check = "https:// or http:// and the port in hybridbox.url"
+        return HybridboxUnavailable(
+            f"cannot reach Hybridbox at {self._config.url}: {problem}", hint=f"check {check}"
+        )
+
+    def _redirected(self, response: httpx.Response, what: str) -> UnexpectedResponse:
+        # Only where it points, not its query: that may carry anything.
+        location = response.headers.get("location", "").partition("?")[0]
+        return UnexpectedResponse(
+            f"Hybridbox answered {what} with {response.status_code}, a redirect to "
+            f"{self._scrub(excerpt(location))}; syncd does not follow redirects (its token would "
+            "go along)",
+            status=response.status_code,
+            hint="set hybridbox.url to the address the API answers at",
+        )
 
     def _wait_to_retry(self, method: str, retry: _Retry, attempt: int) -> None:
         """Log the retry and wait for it, charged to the cycle's retry budget."""
@@ -476,3 +603,13 @@ class HybridboxClient:
     def _describe(self, exc: Exception) -> str:
         text = str(exc).strip()
         return self._scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from: httpx wraps httpcore's error, which wraps the OS's."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain

@@ -381,6 +381,44 @@ def test_bulk_status_switch(emulator: RunningEmulator, api: httpx.Client) -> Non
     assert bulk(api, item("a")).status_code == 207
 
 
+def test_shift_created_answers_each_item_with_the_next_ones_mailbox(
+    emulator: RunningEmulator, api: httpx.Client
+) -> None:
+    emulator.set_faults(shift_created=True)
+    items = [item(f"p{n}", f"First{n}", f"Last{n}") for n in range(3)]
+    body = bulk(api, *items).json()
+    answered = [(e["index"], e["mailbox"]["local_part"]) for e in body["created"]]
+    assert answered == [(0, "p1"), (1, "p2"), (2, "p0")]
+    # Every item was created as asked: only the answer is wrong.
+    stored = {m["local_part"]: (m["first_name"], m["last_name"]) for m in emulator.mailboxes()}
+    assert stored == {f"p{n}": (f"First{n}", f"Last{n}") for n in range(3)}
+    assert emulator.stats()["faults"]["shift_created"] == 1
+
+
+def test_drip_sends_the_body_slowly_and_honours_fault_routes(
+    emulator: RunningEmulator, api: httpx.Client
+) -> None:
+    emulator.set_faults(drip_bytes_per_s=200, fault_routes=["get_domain"])
+    started = time.monotonic()
+    domain = api.get("/domains/example.com")
+    took = time.monotonic() - started
+    # The domain object is some 250 bytes: more than a second at 200 bytes a second.
+    assert domain.status_code == 200 and domain.json()["name"] == "example.com"
+    assert took >= (len(domain.content) - 200 * 0.1) / 200
+    assert "content-length" not in domain.headers  # chunked: the length is not said up front
+    started = time.monotonic()
+    assert api.get("/mailboxes").status_code == 200
+    assert time.monotonic() - started < 0.5
+
+    # A client that gives up mid-body gets no more of it; the server is not stuck.
+    emulator.set_faults(drip_bytes_per_s=1)
+    with pytest.raises(httpx.ReadTimeout):
+        api.get("/domains/example.com", timeout=0.5)
+    emulator.set_faults(drip_bytes_per_s=0)
+    assert api.get("/domains/example.com").status_code == 200
+    assert emulator.stats()["faults"]["drip"] >= 2
+
+
 # ------------------------------------------------------------------------------ admin API
 
 
@@ -389,6 +427,8 @@ def test_admin_faults_validation_and_reset(emulator: RunningEmulator) -> None:
     assert admin.put("/_emulator/faults", json={"fail_rate": 2}).status_code == 400
     assert admin.put("/_emulator/faults", json={"no_such": 1}).status_code == 400
     assert emulator.set_faults(**{"fail-rate": 0.25})["fail_rate"] == 0.25
+    assert admin.put("/_emulator/faults", json={"drip_bytes_per_s": -1}).status_code == 400
+    assert admin.put("/_emulator/faults", json={"shift_created": 1}).status_code == 400
     emulator.add_mailbox("someone")
     emulator.reset()
     assert emulator.faults()["fail_rate"] == 0.0

@@ -162,7 +162,7 @@ def test_bulk_maps_results_by_index_and_sends_the_documented_request(
             200,
             json={
                 "created": [
-                    {"index": 2, "mailbox": mailbox_json("chloe.durand", 3)},
+                    {"index": 2, "mailbox": mailbox_json("chloe.durand", 3, first_name="Chloé")},
                     {"index": 0, "mailbox": mailbox_json("anna.meier", 1)},
                 ],
                 "failed": [{"index": 1, "code": "invalid_name", "message": "bad name"}],
@@ -219,13 +219,40 @@ def test_bulk_partial_success_unknown_items_and_bad_indexes(
 
     result = client.bulk_create(DOMAIN, ITEMS)
 
-    assert [c.index for c in result.created] == [0]
+    # Item 0 is answered twice, created and failed: an answer that contradicts itself confirms
+    # nothing, so it is unknown (looked up) like item 1, which no entry answers.
+    assert result.created == []
     assert [(f.index, f.kind) for f in result.failed] == [(2, ItemKind.TAKEN)]
-    assert result.unknown == [1]
+    assert result.unknown == [0, 1]
     ignored = [r for r in events if r.getMessage() == "hybridbox.bulk_entry_ignored"]
     assert len(ignored) == 4
     assert all(r.levelno == logging.WARNING for r in ignored)
     assert any(r.getMessage() == "hybridbox.bulk_items_unknown" for r in events)
+
+
+def test_a_created_mailbox_that_is_not_the_one_asked_for_is_unknown(
+    make_client: Callable[..., HybridboxClient], events: list[logging.LogRecord]
+) -> None:
+    anna = mailbox_json("anna.meier", 1)
+    body = {
+        "created": [
+            {"index": 0, "mailbox": anna},
+            {"index": 1, "mailbox": anna},  # one mailbox answered for two items
+            {"index": 2, "mailbox": mailbox_json("bo.lind", 2, first_name="Bo", last_name="Lind")},
+        ]
+    }
+    client = make_client(Recorder(httpx.Response(200, json=body)))
+
+    result = client.bulk_create(DOMAIN, ITEMS)
+
+    # Only Anna's is hers; Bo's item got Anna's mailbox, Chloé's got Bo's: both looked up.
+    assert [(c.index, c.mailbox.local_part) for c in result.created] == [(0, "anna.meier")]
+    assert result.unknown == [1, 2]
+    mismatches = [fields(r) for r in events if r.getMessage() == "hybridbox.bulk_entry_mismatch"]
+    assert [(m["index"], m["asked"], m["answered"]) for m in mismatches] == [
+        (1, "bo.lind@example.com", "anna.meier@example.com"),
+        (2, "chloe.durand@example.com", "bo.lind@example.com"),
+    ]
 
 
 def test_bulk_created_entry_without_mailbox_is_filled_from_the_request(
@@ -401,18 +428,22 @@ def test_connect_errors_on_bulk_are_retried_with_growing_backoff(
     fake_time: FakeTime,
     events: list[logging.LogRecord],
 ) -> None:
-    ok = httpx.Response(200, json={"created": [{"index": 0, "mailbox": mailbox_json("a.b")}]})
+    created = {"created": [{"index": 0, "mailbox": mailbox_json("anna.meier")}]}
     recorder = Recorder(
-        httpx.ConnectError("Connection refused"), httpx.ConnectTimeout("timed out"), ok
+        httpx.Response(200, json={"name": DOMAIN}),  # Hybridbox has answered: not first contact
+        httpx.ConnectError("Connection refused"),
+        httpx.ConnectTimeout("timed out"),
+        httpx.Response(200, json=created),
     )
     client = make_client(recorder)
+    client.check_domain(DOMAIN)
 
     result = client.bulk_create(DOMAIN, ITEMS[:1])
 
     assert [c.index for c in result.created] == [0]
     # rng() == 0.5: three quarters of 0.5 s, then of 1 s.
     assert fake_time.sleeps == [0.375, 0.75]
-    assert client.requests_sent == 1  # the two failed connects never sent anything
+    assert client.requests_sent == 2  # the two failed connects never sent anything
     retries = [fields(r) for r in events if r.getMessage() == "hybridbox.retry"]
     assert [(f["reason"], f["attempt"], f["wait_s"]) for f in retries] == [
         ("connect_error", 1, 0.38),
@@ -527,7 +558,8 @@ def test_429_with_retry_after_seconds_is_honoured(
     fake_time: FakeTime,
     events: list[logging.LogRecord],
 ) -> None:
-    ok = httpx.Response(200, json={"created": [{"index": 0, "mailbox": mailbox_json("a.b")}]})
+    created = {"created": [{"index": 0, "mailbox": mailbox_json("anna.meier")}]}
+    ok = httpx.Response(200, json=created)
     recorder = Recorder(error(429, "rate_limited", "slow down", **{"Retry-After": "7"}), ok)
     client = make_client(recorder)
 
