@@ -32,10 +32,11 @@ WIDTH: Final = 100
 _HEADER: Final = (
     "syncd configuration: every key, with its default and what it does. Copy it to "
     "/etc/syncd/syncd.yaml and edit it; check it with: syncd --config FILE validate",
-    "Unknown keys are errors (a typo never silently does nothing). Relative paths are relative to "
-    "this file's directory. Durations take 90s, 15m, 2h, 1d or plain seconds. Secrets are never "
-    "written here: give a *_file (that other users cannot read), a *_env variable or a "
-    "*_credential name under $CREDENTIALS_DIRECTORY (systemd's LoadCredential=).",
+    "Unknown keys are errors, and so is a key given twice (a typo never silently does nothing). "
+    "Relative paths are relative to this file's directory. Durations take 90s, 15m, 2h, 1d or "
+    "plain seconds. Secrets are never written here: give a *_file (that other users can neither "
+    "read nor change), a *_env variable or a *_credential name under $CREDENTIALS_DIRECTORY "
+    "(systemd's LoadCredential=).",
     "Generated from syncd's schema by `syncd config example`.",
 )
 

@@ -6,10 +6,10 @@ tables from them (``syncd config example``, ``syncd config keys``); a test fails
 differs from what the models give. Unknown keys are rejected, so a typo is an error, not a silently
 ignored setting. Relative paths are taken relative to the directory of the config file.
 
-Secrets are never written in the file, only referenced: ``*_file`` (a file that others cannot read),
-``*_env`` (an environment variable) or ``*_credential`` (a name under ``$CREDENTIALS_DIRECTORY``, as
-systemd's ``LoadCredential=`` provides); :mod:`syncd.config._secrets` reads them when syncd
-connects.
+Secrets are never written in the file, only referenced: ``*_file`` (a file that others can neither
+read nor change), ``*_env`` (an environment variable) or ``*_credential`` (a name under
+``$CREDENTIALS_DIRECTORY``, as systemd's ``LoadCredential=`` provides); :mod:`syncd.config._secrets`
+reads them at the start of each command that uses them, and again when syncd connects.
 
 What the generated docs cannot read from a field's type and default is said in its
 ``json_schema_extra``: ``shown_default`` (Markdown for the default column, when the default depends
@@ -21,11 +21,16 @@ not turn it on).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import stat
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, NamedTuple
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 # pydantic looks for plugins in every installed package's entry points when the first model is
 # built (~20 ms of each `syncd` start); syncd uses none. An admin's own setting is kept.
@@ -45,14 +50,25 @@ from syncd.config._secrets import resolve_secret
 
 DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.yaml")
 
+# Upper bounds of numbers whose huge values crash rather than merely surprise: a socket timeout
+# beyond time_t, a date before year 1, an integer SQLite cannot store.
+MAX_TIMEOUT_S = 3600
+MAX_WAIT_S = 86400
+MAX_PROVISION_DAYS = 3650
+MAX_RESERVE_DAYS = 36500
+MAX_LEAVER_READS = 100_000
+
 
 def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
+    # The value is not repeated in these messages: a `*_file` key may hold a pasted secret.
+    if "\x00" in str(value):
+        raise ValueError("the path contains a NUL character")
     # Admins write `~/hybridbox-token` as they would in a shell, and expect it to work.
     try:
         value = value.expanduser()
     except RuntimeError:
         raise ValueError(
-            f"cannot expand {str(value)!r}: the home directory is not known here; "
+            "cannot expand the leading ~: that home directory is not known here; "
             "write the full path"
         ) from None
     base = (info.context or {}).get("base_dir")
@@ -63,19 +79,46 @@ def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
 
 ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
 
+
+def _not_a_pipe(value: Path) -> Path:
+    # Opening a FIFO to append waits for a reader: syncd would hang at its start, logging nothing.
+    try:
+        mode = value.stat().st_mode
+    except (OSError, ValueError):
+        return value  # not there yet (it is created), or not reachable: said when it is opened
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        raise ValueError(
+            f"{value} is a named pipe or a socket; syncd appends to a regular file (for a pipe, "
+            "log to stderr with logging.stderr)"
+        )
+    return value
+
+
+LogPath = Annotated[Path, AfterValidator(_relative_to_config), AfterValidator(_not_a_pipe)]
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+# Longer durations only come from a slip of the keyboard, and overflow a datetime when added to
+# one (a huge `every` crashed the scheduler).
+MAX_DURATION_DAYS = 3650
+
+
+def _seconds(value: float) -> timedelta:
+    # `not <=` rather than `>`: it also catches .nan, for which every comparison is false.
+    if not 0 <= value <= MAX_DURATION_DAYS * 86400:
+        raise ValueError(f"a duration is from 0 to {MAX_DURATION_DAYS} days")
+    return timedelta(seconds=value)
 
 
 def _parse_duration(value: Any) -> Any:
     """Accept ``90``, ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"``; hand anything else to pydantic."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        return _seconds(value)
     if isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
             raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 15m, 2h or 1d")
-        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        return _seconds(float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
     return value
 
 
@@ -99,6 +142,108 @@ def _exactly_one(obj: BaseModel, name: str, *, required: bool) -> None:
         raise ValueError(f"give only one of {', '.join(given)}")
     if required and not given:
         raise ValueError(f"give one of {name}_file, {name}_env or {name}_credential")
+
+
+# The names of `*_env` and `*_credential` are checked here, before anything reads them, because
+# a token pasted in their place is the usual mistake; the messages never repeat the value.
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _variable_name(value: str) -> str:
+    if not _VARIABLE_NAME.fullmatch(value):
+        raise ValueError(
+            "must be the name of an environment variable (letters, digits and _, e.g. "
+            "HYBRIDBOX_TOKEN), not the secret itself (the value is not repeated here)"
+        )
+    return value
+
+
+def _credential_name(value: str) -> str:
+    if not value or value in (".", "..") or any(c in value for c in "/\x00"):
+        raise ValueError(
+            "must be the name of a credential, as in the unit's LoadCredential=NAME:PATH "
+            "(no /), not the secret itself (the value is not repeated here)"
+        )
+    return value
+
+
+VariableName = Annotated[str, AfterValidator(_variable_name)]
+CredentialName = Annotated[str, AfterValidator(_credential_name)]
+
+
+# ------------------------------------------------------------------------------------------ URLs
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8 and ::1
+    except ValueError:
+        return False
+
+
+def _userinfo(url: str) -> bool:
+    """Whether ``url`` carries a ``user:password@`` part (never repeated in a message)."""
+    return "@" in urlsplit(url).netloc
+
+
+def _hybridbox_url_problem(url: str) -> str | None:
+    """What is wrong with ``hybridbox.url``, in words that never repeat it."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "the URL contains a space or a control character"
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # .port raises on a bad port number
+    except ValueError:
+        return "the URL's host or port is not valid"
+    if parts.scheme not in ("https", "http") or not host:
+        return "must look like https://host[:port][/path]"
+    if _userinfo(url):
+        return (
+            "the URL contains a user name or password (it would be printed and stored); give "
+            "the token through token_file, token_env or token_credential instead"
+        )
+    if parts.query or parts.fragment:
+        return "the URL must not have a query (?...) or a fragment (#...)"
+    if parts.scheme == "http" and not _is_loopback(host):
+        return (
+            "http:// sends the token in clear text; use https://, or http:// only to this "
+            "machine (127.0.0.1, ::1 or localhost), e.g. the emulator"
+        )
+    return None
+
+
+def _ldap_url_problem(url: str) -> str | None:
+    """What is wrong with one of ``source.url``, in words that never repeat it."""
+    if not url.isprintable() or any(c.isspace() for c in url):
+        return "the URL contains a space or a control character"
+    try:
+        has_userinfo = _userinfo(url)
+    except ValueError:
+        return "the URL's host is not valid"
+    if has_userinfo:
+        return (
+            "the URL contains a user name or password (it would be printed and stored); give "
+            "the account as bind_dn and its password through bind_password_file/env/credential"
+        )
+    if not re.fullmatch(r"ldaps?://[^/\s]+/?", url):
+        return "must look like ldap://host[:port] or ldaps://host[:port]"
+    return None
+
+
+def _url_checker(problem: Callable[[str], str | None]) -> Callable[[str], str]:
+    def check(url: str) -> str:
+        found = problem(url)
+        if found is not None:
+            raise ValueError(found)
+        return url
+
+    return check
+
+
+HybridboxUrl = Annotated[str, AfterValidator(_url_checker(_hybridbox_url_problem))]
+LdapUrl = Annotated[str, AfterValidator(_url_checker(_ldap_url_problem))]
 
 
 # --------------------------------------------------------------------------------------- sources
@@ -222,7 +367,7 @@ class LdapSource(Section):
         "defaults of `filter`, `attributes.anchor` and `attributes.disabled`.",
         examples=["openldap", "active_directory"],
     )
-    url: list[str] = Field(
+    url: list[LdapUrl] = Field(
         min_length=1,
         description="One URL or a list, tried in order (the others are failovers): "
         "`ldap://host[:port]` or `ldaps://host[:port]`, with a name the server certificate "
@@ -257,20 +402,20 @@ class LdapSource(Section):
     bind_password_file: ConfigPath | None = Field(
         None,
         description="The service account's password, exactly one of the three when `bind_dn` "
-        "is set: `bind_password_file` (a file others cannot read), `bind_password_env` (an "
-        "environment variable) or `bind_password_credential` (a name under "
-        "`$CREDENTIALS_DIRECTORY`, systemd's `LoadCredential=`).",
+        "is set: `bind_password_file` (a file other users can neither read nor change), "
+        "`bind_password_env` (an environment variable) or `bind_password_credential` (a name "
+        "under `$CREDENTIALS_DIRECTORY`, systemd's `LoadCredential=`).",
         examples=["/etc/syncd/ldap-password"],
         json_schema_extra={"shown_default": ""},
     )
-    bind_password_env: str | None = Field(
+    bind_password_env: VariableName | None = Field(
         None,
         description="An environment variable holding the bind password, instead of "
         "`bind_password_file`.",
         examples=["SYNCD_LDAP_PASSWORD"],
         json_schema_extra={"alternative_to": "bind_password_file"},
     )
-    bind_password_credential: str | None = Field(
+    bind_password_credential: CredentialName | None = Field(
         None,
         description="A systemd credential holding the bind password, instead of "
         "`bind_password_file`.",
@@ -308,7 +453,8 @@ class LdapSource(Section):
     timeout_s: float = Field(
         30,
         gt=0,
-        description="Seconds for connecting and for each server answer.",
+        le=MAX_TIMEOUT_S,
+        description=f"Seconds for connecting and for each server answer (at most {MAX_TIMEOUT_S}).",
         examples=[30],
     )
     retries: int = Field(
@@ -339,9 +485,6 @@ class LdapSource(Section):
 
     @model_validator(mode="after")
     def _check(self) -> LdapSource:
-        for url in self.url:
-            if not re.match(r"^ldaps?://[^/\s]+/?$", url):
-                raise ValueError(f"url {url!r} must look like ldap://host[:port] or ldaps://...")
         if self.start_tls and any(u.startswith("ldaps://") for u in self.url):
             raise ValueError("start_tls is for ldap:// URLs; ldaps:// is already encrypted")
         _exactly_one(self, "bind_password", required=False)
@@ -399,10 +542,11 @@ SourceConfig = Annotated[CsvSource | LdapSource, Field(discriminator="type")]
 class HybridboxConfig(Section):
     """The Hybridbox account and domain to provision into."""
 
-    url: str = Field(
+    url: HybridboxUrl = Field(
         "https://api.hybridbox.io",
-        description="The Hybridbox API; another URL only for the emulator or a proxy, and "
-        "`http://` only for the emulator.",
+        description="The Hybridbox API; another URL only for the emulator or a proxy. "
+        "`http://` (which sends the token in clear text) only to this machine (`127.0.0.1`, "
+        "`::1`, `localhost`), e.g. the emulator; no `user:password@` in it.",
         examples=["https://api.hybridbox.io"],
     )
     account_id: str = Field(
@@ -417,19 +561,20 @@ class HybridboxConfig(Section):
     )
     token_file: ConfigPath | None = Field(
         None,
-        description="The service-account token, exactly one of `token_file` (a file others "
-        "cannot read), `token_env` (an environment variable) or `token_credential` (a name "
-        "under `$CREDENTIALS_DIRECTORY`, systemd's `LoadCredential=`).",
+        description="The service-account token, exactly one of `token_file` (a file other "
+        "users can neither read nor change), `token_env` (an environment variable) or "
+        "`token_credential` (a name under `$CREDENTIALS_DIRECTORY`, systemd's "
+        "`LoadCredential=`): one line of printable ASCII.",
         examples=["/etc/syncd/hybridbox-token"],
         json_schema_extra={"shown_default": "required"},
     )
-    token_env: str | None = Field(
+    token_env: VariableName | None = Field(
         None,
         description="An environment variable holding the token, instead of `token_file`.",
         examples=["HYBRIDBOX_TOKEN"],
         json_schema_extra={"alternative_to": "token_file"},
     )
-    token_credential: str | None = Field(
+    token_credential: CredentialName | None = Field(
         None,
         description="A systemd credential holding the token, instead of `token_file`.",
         examples=["hybridbox-token"],
@@ -446,19 +591,27 @@ class HybridboxConfig(Section):
     page_size: int = Field(
         100, ge=1, le=1000, description="Mailboxes per page when listing (1-1000).", examples=[100]
     )
-    timeout_s: float = Field(30, gt=0, description="Seconds per HTTP request.", examples=[30])
+    timeout_s: float = Field(
+        30,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        description=f"Seconds per HTTP request (at most {MAX_TIMEOUT_S}).",
+        examples=[30],
+    )
     max_retry_after_s: float = Field(
         60,
         ge=0,
+        le=MAX_WAIT_S,
         description="The longest `Retry-After` (seconds) syncd waits for on a 429 or 503; a "
-        "longer one ends the cycle's calls.",
+        f"longer one ends the cycle's calls (at most {MAX_WAIT_S}, a day).",
         examples=[60],
     )
     retry_budget_s: float = Field(
         300,
         ge=0,
+        le=MAX_WAIT_S,
         description="Seconds one cycle may spend waiting on retries; the rest is left for the "
-        "next cycle.",
+        f"next cycle (at most {MAX_WAIT_S}, a day).",
         examples=[300],
     )
     check_every: Duration = Field(
@@ -471,8 +624,6 @@ class HybridboxConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> HybridboxConfig:
-        if not re.match(r"^https?://[^\s]+$", self.url):
-            raise ValueError(f"url {self.url!r} must start with https:// (or http:// for tests)")
         _exactly_one(self, "token", required=True)
         if self.check_every < timedelta(0):
             raise ValueError("check_every must not be negative")
@@ -485,6 +636,7 @@ class HybridboxConfig(Section):
             file=self.token_file,
             env=self.token_env,
             credential=self.token_credential,
+            ascii_only=True,  # it is sent in the Authorization header
         )
 
 
@@ -499,6 +651,20 @@ FallbackScript = Literal[
     "Cyrillic", "Greek", "Thai", "Lao", "Khmer", "Myanmar", "Sinhala", "Devanagari",
     "Bengali", "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam",
 ]  # fmt: skip
+
+
+def _reserved_local_part(value: str) -> str:
+    """An ``addresses.reserved`` entry as candidates are compared with it: lower case, and a
+    valid local part (one that is not could never be a candidate, so it is a typo)."""
+    # Imported here, as in AddressesConfig._check_templates: the schema loads without anyascii.
+    from syncd.addresses import is_valid_local_part
+
+    local_part = value.strip().lower()
+    if not is_valid_local_part(local_part):
+        raise ValueError(
+            f"{value!r} is not a local part: write the part before the @, in a-z 0-9 . _ -"
+        )
+    return local_part
 
 
 class AddressesConfig(Section):
@@ -538,9 +704,20 @@ class AddressesConfig(Section):
     reserve_days: int = Field(
         default=365,
         ge=0,
+        le=MAX_RESERVE_DAYS,
         description="Days a leaver's address stays reserved before it may be issued to someone "
-        "else.",
+        f"else (at most {MAX_RESERVE_DAYS}: a hundred years, for never again).",
         examples=[365],
+    )
+    reserved: list[Annotated[str, AfterValidator(_reserved_local_part)]] = Field(
+        default_factory=list,
+        description="Local parts never issued to anyone (any case, without `@domain`), on top "
+        "of the role addresses syncd always keeps back: `postmaster`, `abuse`, `hostmaster`, "
+        "`webmaster`, `admin`, `administrator`, `root` and the others of RFC 2142 and the "
+        "certificate authorities' domain checks (README, Addresses never issued). A candidate "
+        "in either list is skipped like a taken one, also when the source asks for it.",
+        examples=[["ceo", "hr", "payroll"]],
+        json_schema_extra={"in_example": "commented"},
     )
 
     @model_validator(mode="after")
@@ -575,7 +752,7 @@ class StateConfig(Section):
 class LoggingConfig(Section):
     """Where and how syncd logs: one event per line."""
 
-    file: ConfigPath | None = Field(
+    file: LogPath | None = Field(
         None,
         description="A log file; rotate it with `systemd/syncd.logrotate` (syncd reopens it "
         "after a move).",
@@ -665,7 +842,9 @@ class SyncConfig(Section):
     provision_days_before: int = Field(
         7,
         ge=0,
-        description="Create the mailbox this many days before the start date (0 = on the day).",
+        le=MAX_PROVISION_DAYS,
+        description="Create the mailbox this many days before the start date (0 = on the day; "
+        f"at most {MAX_PROVISION_DAYS}, ten years).",
         examples=[7],
     )
     update_names: bool = Field(
@@ -676,8 +855,9 @@ class SyncConfig(Section):
     leaver_after_missing: int = Field(
         3,
         ge=1,
+        le=MAX_LEAVER_READS,
         description="A person missing from this many consecutive complete reads is listed as a "
-        "leaver (`syncd leavers`).",
+        f"leaver (`syncd leavers`; 1-{MAX_LEAVER_READS}).",
         examples=[3],
     )
     date_format: list[str] = Field(
@@ -696,23 +876,192 @@ class SyncConfig(Section):
         return data
 
 
+# ------------------------------------------------------------------------------------ schedule
+
+# A cron line is read here as cron itself reads it (Vixie cron/cronie, POSIX), because
+# APScheduler 3's own crontab parser counts weekday 0 as Monday and ANDs the two day fields; the
+# daemon builds its trigger from the values parsed here, so what loads is what runs.
+CRON_FIELDS: Final = 5
+CRON_HINT: Final = (
+    "a cron line is 5 fields: minute hour day-of-month month day-of-week, e.g. '*/15 7-19 * * 1-5'"
+)
+# cron's names: three-letter English abbreviations, in any case.
+_MONTH_NAMES: Final = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
+                       "dec")  # fmt: skip
+_WEEKDAY_NAMES: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# cron counts Sunday both as 0 and as 7.
+SUNDAY: Final = 0
+SUNDAY_AGAIN: Final = 7
+# The most days each month can have (February in a leap year): a day of month that no month of
+# the line has would never fire, and cron would say nothing.
+_MONTH_DAYS: Final = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+# ASCII digits only (str.isdigit takes "²"); four are more than any field needs.
+_CRON_NUMBER = re.compile(r"[0-9]{1,4}")
+
+
+class _CronField(NamedTuple):
+    name: str
+    low: int
+    high: int
+    names: tuple[str, ...] = ()
+    first_named: int = 0  # the value of names[0]
+
+
+_CRON_FIELD_RULES: Final = (
+    _CronField("minute", 0, 59),
+    _CronField("hour", 0, 23),
+    _CronField("day of month", 1, 31),
+    _CronField("month", 1, 12, _MONTH_NAMES, 1),
+    _CronField("day of week", 0, 7, _WEEKDAY_NAMES, SUNDAY),
+)
+
+
+class CronSpec(NamedTuple):
+    """A cron line in cron's meaning: the values each field allows (day of week 0 is Sunday, 7
+    folded into it) and the two rules of cron that are more than a set of values."""
+
+    minutes: tuple[int, ...]
+    hours: tuple[int, ...]
+    days: tuple[int, ...]
+    months: tuple[int, ...]
+    weekdays: tuple[int, ...]
+    # Both day fields are restricted (neither starts with `*`): cron fires on a day that matches
+    # either of them, not only on days that match both.
+    either_day: bool
+    # The minute or the hour field starts with `*` (cron's "wildcard" job): it keeps running
+    # through the hour repeated when clocks go back; a fixed time runs only the first time.
+    frequent: bool
+
+
+def _cron_value(text: str, field: _CronField) -> int:
+    if text.lower() in field.names:
+        return field.names.index(text.lower()) + field.first_named
+    if _CRON_NUMBER.fullmatch(text) and field.low <= int(text) <= field.high:
+        return int(text)
+    names = f" or {field.names[0]}..{field.names[-1]}" if field.names else ""
+    sunday = "; 0 and 7 are Sunday" if field.names == _WEEKDAY_NAMES else ""
+    raise ValueError(f"{text!r} is not a {field.name} ({field.low}-{field.high}{names}{sunday})")
+
+
+def _cron_range(part: str, field: _CronField) -> range:
+    """One item of a field's comma list: ``*``, ``N``, ``N-M``, ``*/S`` or ``N-M/S``."""
+    body, slash, step = part.partition("/")
+    if body == "*":
+        low, high = field.low, field.high
+    else:
+        first, dash, last = body.partition("-")
+        low = _cron_value(first, field)
+        high = _cron_value(last, field) if dash else low
+        if slash and not dash:
+            raise ValueError(
+                f"{part!r}: a step needs a range or *, e.g. {first}-{field.high}/{step}"
+            )
+        if low > high:
+            # cron rejects a descending range too; a week that ends on Sunday is written to 7.
+            to_sunday = field.names == _WEEKDAY_NAMES and high == SUNDAY
+            hint = (
+                f"; Sunday is also {SUNDAY_AGAIN}: write {first}-{SUNDAY_AGAIN}"
+                if to_sunday
+                else ""
+            )
+            raise ValueError(f"{part!r}: a range must go upwards (no wrapping around){hint}")
+    if not slash:
+        return range(low, high + 1)
+    if not _CRON_NUMBER.fullmatch(step) or not 1 <= int(step) <= high - low:
+        raise ValueError(
+            f"{part!r}: the step must be a whole number from 1 to {high - low}; cron counts "
+            "steps within the field (for a longer interval use `every`)"
+        )
+    return range(low, high + 1, int(step))
+
+
+def parse_cron(line: str) -> CronSpec:
+    """``line`` read as cron reads it; ValueError saying what cron would not accept."""
+    fields = line.split()
+    if line.strip().startswith("@"):
+        raise ValueError(
+            f"{line!r}: cron's @-names (@daily, @hourly, ...) are not understood here; write the "
+            "5 fields, e.g. '0 0 * * *' for @daily"
+        )
+    if len(fields) != CRON_FIELDS:
+        raise ValueError(f"{line!r} has {len(fields)} fields; {CRON_HINT}")
+    values: list[tuple[int, ...]] = []
+    for text, field in zip(fields, _CRON_FIELD_RULES, strict=True):
+        try:
+            found = {value for part in text.split(",") for value in _cron_range(part, field)}
+        except ValueError as exc:
+            raise ValueError(f"{line!r}, {field.name} field: {exc}") from None
+        values.append(tuple(sorted(found)))
+    minutes, hours, days, months, weekdays = values
+    spec = CronSpec(
+        minutes,
+        hours,
+        days,
+        months,
+        tuple(sorted({SUNDAY if day == SUNDAY_AGAIN else day for day in weekdays})),
+        either_day=not fields[2].startswith("*") and not fields[4].startswith("*"),
+        frequent=fields[0].startswith("*") or fields[1].startswith("*"),
+    )
+    if not spec.either_day and not any(d <= _MONTH_DAYS[m - 1] for d in days for m in months):
+        raise ValueError(f"{line!r} never fires: none of its months has day {days[0]}")
+    return spec
+
+
+def _cron_line(line: str) -> str:
+    parse_cron(line)
+    return " ".join(line.split())
+
+
+def _zone_name(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # Only on an error: listing the zones reads the whole time zone database.
+        same = [zone for zone in available_timezones() if zone.lower() == name.lower()]
+        hint = (
+            f"did you mean {same[0]!r}?"
+            if same
+            else "give an IANA name such as Europe/Berlin, America/New_York or UTC"
+        )
+        raise ValueError(f"{name!r} is not a time zone this machine knows: {hint}") from None
+    return name
+
+
+CronLine = Annotated[str, AfterValidator(_cron_line)]
+ZoneName = Annotated[str, AfterValidator(_zone_name)]
+
+
 class ScheduleConfig(Section):
     """When `syncd run` (the daemon) runs a cycle."""
 
     every: Duration | None = Field(
         None,
-        description="The interval between cycles (at least 10s), or instead `cron`: a 5-field "
-        "cron line (minute hour day month weekday). Exactly one of the two.",
+        description="The interval between cycles (at least 10s), counted from the daemon's "
+        "start, not from the clock. Or instead `cron`: a 5-field cron line (minute hour "
+        "day-of-month month day-of-week) meant as cron means it: day of week 0 and 7 are "
+        "Sunday, names such as `mon` or `jan` work; see README, Schedule. Exactly one of the two.",
         examples=["15m"],
     )
-    cron: str | None = Field(
+    cron: CronLine | None = Field(
         None,
-        description="A 5-field cron line (minute hour day month weekday), instead of `every`.",
+        description="A 5-field cron line (minute hour day-of-month month day-of-week, as cron "
+        "reads it), instead of `every`.",
         examples=["*/15 7-19 * * 1-5"],
         json_schema_extra={"alternative_to": "every"},
     )
+    timezone: ZoneName | None = Field(
+        None,
+        description="The IANA time zone `cron` is read in, e.g. `Europe/Berlin` or `UTC`; the "
+        "machine's own zone (`TZ`, `/etc/localtime`) when not given, read when the daemon starts "
+        "or reloads.",
+        examples=["Europe/Berlin"],
+        json_schema_extra={"shown_default": "the machine's", "in_example": "commented"},
+    )
     run_at_start: bool = Field(
-        True, description="Run a cycle right after the daemon starts.", examples=[True]
+        True,
+        description="Run a cycle right after the daemon starts, also with `cron` (whatever its "
+        "hours say).",
+        examples=[True],
     )
 
     @model_validator(mode="after")
@@ -721,9 +1070,13 @@ class ScheduleConfig(Section):
             raise ValueError("give exactly one of 'every' (e.g. 15m) or 'cron' (5 fields)")
         if self.every is not None and self.every.total_seconds() < 10:
             raise ValueError("'every' must be at least 10s")
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError(f"cron {self.cron!r} must have 5 fields: min hour day month weekday")
         return self
+
+    def cron_spec(self) -> CronSpec:
+        """The ``cron`` line as cron reads it (the daemon's trigger is built from it)."""
+        if self.cron is None:
+            raise ValueError("this schedule is `every`, not `cron`")
+        return parse_cron(self.cron)
 
 
 class HealthConfig(Section):
@@ -786,3 +1139,16 @@ class Config(Section):
     origin: Path | None = Field(
         default=None, exclude=True, description="Where the config was read from; not a YAML key."
     )
+    key_lines: dict[str, int] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="The line of each key in the file, by its dotted path, for messages about "
+        "it; not a YAML key.",
+    )
+
+    def where(self, key: str) -> str:
+        """``config error in FILE, line N: `` for a message about ``key`` (a dotted path)."""
+        if self.origin is None:
+            return ""
+        line = self.key_lines.get(key)
+        return f"config error in {self.origin}" + (f", line {line}: " if line else ": ")

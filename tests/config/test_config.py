@@ -62,7 +62,10 @@ def test_unknown_key_names_its_path(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "  batch_sise: 50\n")
     with pytest.raises(ConfigError) as caught:
         load_config(path)
-    assert f"config error in {path}: at 'hybridbox.batch_sise': unknown key" in str(caught.value)
+    assert str(caught.value) == (
+        f"config error in {path}, line 10: at 'hybridbox.batch_sise': unknown key; did you "
+        "mean 'batch_size'? (see config/syncd.example.yaml)"
+    )
 
 
 def test_bad_value_names_its_path(tmp_path: Path) -> None:

@@ -25,8 +25,8 @@ def test_a_file_is_read_and_stripped(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "mode", "message"),
     [
-        (None, 0o600, r"at 'hybridbox\.token_file': cannot read secret file"),
-        ("\n", 0o600, r"at 'hybridbox\.token_file': secret file .* is empty"),
+        (None, 0o600, r"at 'hybridbox\.token_file': the file it names does not exist"),
+        ("\n", 0o600, r"at 'hybridbox\.token_file': the secret is empty"),
         ("s3cret", 0o604, "readable by every user"),
     ],
     ids=["missing", "empty", "world-readable"],
