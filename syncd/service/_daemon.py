@@ -12,9 +12,13 @@ Threads and who does what:
   pings too, so a long cycle shows that it is making progress.
 
 Stopping (SIGTERM/SIGINT) sets the stop event the engine checks between batches: the batch in
-flight is finished and recorded, then the cycle returns and the process exits 0. Reloading
-(SIGHUP) validates the new config first; a config that does not validate is logged and the old
-one stays in force.
+flight is finished and recorded, then the cycle returns (its outcome ``stopped``) and the process
+exits 0. Reloading (SIGHUP) validates the new config first; a config that does not validate is
+logged and the old one stays in force.
+
+After each cycle (and at the start, and after a reload that changes the schedule) the daemon
+logs ``daemon.next_cycle at=...`` and writes it to ``status.json`` as ``next_cycle``; it clears
+that when it stops, so ``syncd status`` never shows a next cycle nobody will run.
 
 The pure helpers (the trigger for the schedule, the STATUS= line) are in
 :mod:`syncd.service._schedule`.
@@ -35,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.events import (
     EVENT_JOB_MAX_INSTANCES,
@@ -50,7 +55,7 @@ from syncd.cycle import CycleOptions, CycleResult, new_cycle_id, run_cycle
 from syncd.errors import StateError, SyncdError
 from syncd.exit_codes import EX_OK
 from syncd.logs import cycle_context, event, get_logger, setup_logging
-from syncd.service._health import StatusFiles
+from syncd.service._health import StatusFiles, next_cycle_changed, status_path
 from syncd.service._notify import Notifier
 from syncd.service._schedule import (
     build_trigger,
@@ -58,7 +63,10 @@ from syncd.service._schedule import (
     cycle_status,
     describe_schedule,
     failure_status,
+    format_moment,
     misfire_grace,
+    schedule_zone,
+    zone_name,
 )
 from syncd.state import State
 
@@ -74,8 +82,10 @@ CycleRunner = Callable[[Config, CycleOptions], CycleResult]
 def run_daemon(config: Config, config_path: Path) -> int:
     """Run cycles on ``config.schedule`` until SIGTERM/SIGINT; 0 on a clean stop.
 
-    Raises ConfigError or StateError (exit 78) when the config cannot be used at start: a cron
-    expression APScheduler rejects, a secret that cannot be read, a state that cannot be opened.
+    Raises ConfigError or StateError (exit 78) when the config cannot be used at start: a
+    machine time zone that cannot be read (when ``schedule.timezone`` is not given), a secret
+    that cannot be read, a state that cannot be opened. (A bad cron line never gets this far:
+    the config does not load.)
     """
     daemon = Daemon(config, config_path, Notifier.from_env())
     return daemon.run(handle_signals=True)
@@ -136,6 +146,8 @@ class Daemon:
         # The last cycle's outcome for STATUS=, without the "next run" part (that one changes).
         self._last_outcome = "no cycle yet"
         self._last_ok: datetime | None = None
+        # The zone the schedule was built in (the machine's may change before a reload).
+        self._zone: ZoneInfo | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         for end in (self._wake_r, self._wake_w):
             end.setblocking(False)
@@ -174,11 +186,13 @@ class Daemon:
         config = self.config
         check_usable(config)
         schedule = config.schedule
-        scheduler = BackgroundScheduler()
+        self._zone = zone = schedule_zone(schedule)
+        # The scheduler's own zone too: APScheduler would otherwise ask tzlocal, which may fail.
+        scheduler = BackgroundScheduler(timezone=zone)
         scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         scheduler.add_job(
             self._cycle,
-            trigger=build_trigger(schedule),
+            trigger=build_trigger(schedule, zone),
             id=JOB_ID,
             name="sync cycle",
             max_instances=1,
@@ -198,6 +212,7 @@ class Daemon:
             log,
             "daemon.started",
             schedule=describe_schedule(schedule),
+            timezone=zone_name(zone),
             run_at_start=schedule.run_at_start,
             pid=os.getpid(),
             config=self.config_path,
@@ -206,6 +221,7 @@ class Daemon:
             watchdog_s=f"{interval:.1f}" if interval else None,
         )
         self.notifier.ready(self.status_text())
+        self._announce_next()  # before resume: no cycle writes status.json yet
         scheduler.resume()
         if interval is not None:
             self._last_ping = time.monotonic()
@@ -232,6 +248,7 @@ class Daemon:
             self._alive = time.monotonic()
             self._wait_for_wake(0.1)
         self._scheduler.shutdown(wait=True)
+        self._record_next(None)  # no daemon, no next cycle (a timer's are systemd's to tell)
         event(log, "daemon.stopped", reason=self._stop_reason, cycles=self.cycles)
 
     # -------------------------------------------------------------- signals and waking
@@ -283,6 +300,7 @@ class Daemon:
         try:
             new = load_config(self.config_path)
             check_usable(new)
+            zone = schedule_zone(new.schedule)
         except SyncdError as exc:
             event(
                 log,
@@ -314,17 +332,22 @@ class Daemon:
             setup_logging(new.logging)
         self.config = new  # the running cycle keeps the config it started with
         assert self._scheduler is not None
-        if new.schedule != old.schedule:
-            self._scheduler.reschedule_job(JOB_ID, trigger=build_trigger(new.schedule))
+        # The machine's zone counts too: `timedatectl set-timezone` and a reload move a cron line.
+        changed = new.schedule != old.schedule or zone != self._zone
+        if changed:
+            self._zone = zone
+            self._scheduler.reschedule_job(JOB_ID, trigger=build_trigger(new.schedule, zone))
             self._scheduler.modify_job(JOB_ID, misfire_grace_time=misfire_grace(new.schedule))
         event(
             log,
             "daemon.reloaded",
             config=self.config_path,
             schedule=describe_schedule(new.schedule),
-            schedule_changed=new.schedule != old.schedule,
-            next=self._next_run_text().removeprefix("; next ") or None,
+            timezone=zone_name(zone),
+            schedule_changed=changed,
         )
+        if changed:
+            self._announce_next()  # the daemon.next_cycle line a changed schedule deserves
         self.notifier.ready(self.status_text())
         return True
 
@@ -376,12 +399,15 @@ class Daemon:
             self._last_outcome = failure_status(exc, ended, self._last_ok)
         else:
             ended = datetime.now().astimezone()
-            self._last_ok = ended
+            if result.ran_to_end:  # a stopped cycle is not a success (see status.json)
+                self._last_ok = ended
             self._last_outcome = cycle_status(result, ended)
         finally:
             context.__exit__(None, None, None)
             self.cycles += 1
             self._busy.clear()
+        if not self.stop.is_set():
+            self._announce_next()  # logged before STATUS= says the cycle is over
         self.notifier.status(self.status_text())
         self._wake()  # a stop may be waiting for this cycle
 
@@ -402,9 +428,39 @@ class Daemon:
         return self._last_outcome + self._next_run_text()
 
     def _next_run_text(self) -> str:
-        job = self._scheduler.get_job(JOB_ID) if self._scheduler is not None else None
-        when = job.next_run_time if job is not None else None
+        when = self.next_cycle()
         return f"; next {clock(when)}" if when is not None else ""
+
+    def next_cycle(self) -> datetime | None:
+        """When the scheduler starts the next cycle, in the schedule's zone (None: not running).
+
+        Right after a run was handed to the executor the scheduler has already moved this on:
+        it holds its job store lock, which ``get_job`` takes too, until it has.
+        """
+        job = self._scheduler.get_job(JOB_ID) if self._scheduler is not None else None
+        when: datetime | None = job.next_run_time if job is not None else None
+        if when is None or self._zone is None:
+            return when
+        # In the schedule's zone also when it was set from the machine's clock (run_at_start).
+        return when.astimezone(self._zone)
+
+    def _announce_next(self) -> None:
+        """``daemon.next_cycle at=...`` in the log and ``next_cycle`` in status.json."""
+        when = self.next_cycle()
+        event(log, "daemon.next_cycle", at=format_moment(when) if when else None)
+        self._record_next(when)
+
+    def _record_next(self, when: datetime | None) -> None:
+        try:
+            next_cycle_changed(self.config, when)
+        except OSError as exc:  # status.json is for monitoring; the daemon keeps going
+            event(
+                log,
+                "daemon.status_unwritable",
+                logging.WARNING,
+                path=status_path(self.config),
+                reason=exc.strerror or str(exc),
+            )
 
     def _on_skipped(self, job_event: JobEvent) -> None:
         self.skipped += 1

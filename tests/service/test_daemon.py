@@ -9,6 +9,7 @@ for what would be slow or racy through a process (an overlapping run, a failing 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -19,18 +20,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tzlocal import reload_localzone
 
-from syncd.config import Config, parse_config
+from syncd.config import Config, ScheduleConfig, parse_config
 from syncd.cycle import CycleOptions, CycleResult, Plan
 from syncd.errors import HybridboxUnavailable
 from syncd.model import ReadReport
-from syncd.service import Daemon, Notifier
+from syncd.service import Daemon, Notifier, next_cycle_times
 from tests.support.emulator import RunningEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -80,6 +82,25 @@ class NotifyListener:
             if message is not None:
                 got.append(message)
         return got
+
+
+@contextlib.contextmanager
+def draining(notify: NotifyListener) -> Iterator[None]:
+    """Keep reading notifications, as systemd does, while the test does something slow: the
+    kernel queues only a few datagrams (net.unix.max_dgram_qlen), then the daemon's sends wait."""
+    done = threading.Event()
+
+    def drain() -> None:
+        while not done.is_set():
+            notify.drain(0.05)
+
+    thread = threading.Thread(target=drain, name="test-notify-drain")
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def fields(message: str) -> dict[str, str]:
@@ -188,6 +209,22 @@ def state_rows(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
+def status_json(tmp_path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((tmp_path / "state" / "status.json").read_text())
+    return data
+
+
+def syncd_command(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SYNCD, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        check=False,
+    )
+
+
 # ------------------------------------------------------------------------------ as systemd runs it
 
 
@@ -275,23 +312,88 @@ def test_sigterm_during_a_slow_cycle_records_whole_batches_and_restart_duplicate
     assert states.get("created", 0) == len(created_remote)
     assert log_events(tmp_path, "daemon.stopped")
 
-    # The next run finishes the job without creating anyone twice.
-    apply = subprocess.run(
-        [*SYNCD, "--config", str(config), "apply"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        check=False,
+    # Stopped, not ok: in the summary, the runs table, status.json, STATUS= and `syncd status`.
+    summary = log_events(tmp_path, "cycle.summary")
+    assert len(summary) == 1 and " outcome=stopped " in summary[0], summary
+    assert state_rows(tmp_path, "SELECT outcome, exit_code FROM runs") == [("stopped", 0)]
+    status = status_json(tmp_path)
+    assert (status["last_outcome"], status["running"], status["next_cycle"]) == (
+        "stopped",
+        False,
+        None,
     )
+    assert "last_success" not in status, "a stopped cycle is not a success"
+    notify.drain(0.2)
+    assert any(has("STATUS", "last cycle stopped ")(m) for m in notify.messages), notify.messages
+    shown = syncd_command(config, "status")
+    assert shown.returncode == 2, shown.stderr  # no success yet: stale
+    assert "last outcome: stopped (a stop cut the cycle short" in shown.stdout
+    assert "next cycle:   none from syncd" in shown.stdout
+    assert " stopped " in shown.stdout.split("\n\n")[-1]  # the runs table
+    as_json = json.loads(syncd_command(config, "status", "--format", "json").stdout)
+    assert (as_json["last_outcome"], as_json["next_cycle"]) == ("stopped", None)
+
+    # The next run finishes the job without creating anyone twice.
+    apply = syncd_command(config, "apply")
     assert apply.returncode == 0, apply.stderr
     addresses = [m["primary_email"] for m in emulator.mailboxes()]
     assert len(addresses) == 50 == len(set(addresses))
     assert state_rows(tmp_path, "SELECT count(*) FROM mailboxes WHERE state = 'created'") == [(50,)]
+    assert status_json(tmp_path)["last_outcome"] == "ok"
+    assert "last_success" in status_json(tmp_path)
+
+
+def test_the_daemon_logs_and_records_its_next_cycle_and_forgets_it_when_it_stops(
+    tmp_path: Path,
+    notify: NotifyListener,
+    make_emulator: Callable[..., RunningEmulator],
+    daemons: list[subprocess.Popen[bytes]],
+) -> None:
+    emulator = make_emulator()
+    write_people(tmp_path / "people.csv", 2)
+    data = config_data(tmp_path, emulator)
+    # Far from this machine's zone, and cron's Sunday: the answer shows both.
+    data["schedule"] = {"cron": "0 3 * * 0", "timezone": "Pacific/Auckland"}
+    config = write_config(tmp_path / "syncd.yaml", data)
+    daemon = start_daemon(config, notify, tmp_path)
+    daemons.append(daemon)
+    notify.wait_for(has("STATUS", "last cycle ok"))  # run_at_start, whatever the cron says
+
+    schedule = ScheduleConfig(cron="0 3 * * 0", timezone="Pacific/Auckland")
+    expected = next_cycle_times(schedule, datetime.now(UTC), 1)[0].isoformat()
+    assert expected[10:19] == "T03:00:00" and expected[-6:] in ("+12:00", "+13:00")
+    assert datetime.fromisoformat(expected).strftime("%a") == "Sun"
+    announced = log_events(tmp_path, "daemon.next_cycle")
+    assert len(announced) == 2, announced  # at the start (the run_at_start cycle), after it
+    # The first is the run_at_start cycle: now, said in the schedule's zone too.
+    assert announced[0].split(" at=")[1][-6:] in ("+12:00", "+13:00")
+    assert announced[-1].endswith(f" daemon.next_cycle at={expected}")
+    assert log_events(tmp_path, "cycle.summary")[0] < announced[-1]  # after the cycle
+    assert status_json(tmp_path)["next_cycle"] == expected
+    with draining(notify):
+        shown = syncd_command(config, "status")
+        as_json = json.loads(syncd_command(config, "status", "--format", "json").stdout)
+    assert f"next cycle:   {expected} (in " in shown.stdout, shown.stdout
+    assert "last outcome: ok" in shown.stdout
+    assert as_json["next_cycle"] == expected
+
+    daemon.send_signal(signal.SIGTERM)
+    notify.wait_for(has("STOPPING", "1"))
+    assert daemon.wait(10) == 0
+    assert status_json(tmp_path)["next_cycle"] is None
+    assert "next cycle:   none from syncd" in syncd_command(config, "status").stdout
 
 
 def _bad_cron(data: dict[str, Any], tmp_path: Path) -> None:
     data["schedule"] = {"cron": "61 * * * *"}
+
+
+def _cron_sunday_as_8(data: dict[str, Any], tmp_path: Path) -> None:
+    data["schedule"] = {"cron": "0 3 * * 8"}
+
+
+def _unknown_zone(data: dict[str, Any], tmp_path: Path) -> None:
+    data["schedule"] = {"every": "10s", "timezone": "Europe/Berln"}
 
 
 def _state_unopenable(data: dict[str, Any], tmp_path: Path) -> None:
@@ -305,8 +407,14 @@ def _missing_secret(data: dict[str, Any], tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("breakage", "expected"),
-    [(_bad_cron, "schedule.cron"), (_state_unopenable, "state"), (_missing_secret, "token")],
-    ids=["bad-cron", "state-unopenable", "missing-secret"],
+    [
+        (_bad_cron, "at 'schedule.cron'"),
+        (_cron_sunday_as_8, "at 'schedule.cron'"),
+        (_unknown_zone, "at 'schedule.timezone'"),
+        (_state_unopenable, "state"),
+        (_missing_secret, "token"),
+    ],
+    ids=["bad-cron", "weekday-8", "unknown-zone", "state-unopenable", "missing-secret"],
 )
 def test_config_unusable_at_start_exits_78_without_ready(
     tmp_path: Path,
@@ -409,7 +517,8 @@ def in_process(tmp_path: Path) -> Iterator[Callable[..., tuple[Daemon, FakeRunne
     running: list[tuple[Daemon, threading.Thread]] = []
 
     def start(**schedule: Any) -> tuple[Daemon, FakeRunner]:
-        data = config_data(tmp_path, None, schedule=schedule or {"every": "10s"})
+        data = config_data(tmp_path, None)
+        data["schedule"] = schedule or {"every": "10s"}
         path = write_config(tmp_path / "syncd.yaml", data)
         runner = FakeRunner()
         daemon = Daemon(parse_config(data, path), path, Notifier(None), runner=runner)
@@ -493,3 +602,91 @@ def test_stop_waits_for_the_cycle_in_flight_and_passes_the_stop_event(
     runner.release.set()
     wait_until(lambda: bool(captured.named("daemon.stopped")))
     assert daemon.cycles == 1
+
+
+def test_run_at_start_with_a_cron_line_runs_at_once_then_waits_for_the_cron_time(
+    in_process: Callable[..., tuple[Daemon, FakeRunner]], captured: Captured
+) -> None:
+    """A cron line says when; run_at_start still runs one cycle at the start, whatever its hours
+    say (documented), and the daemon says when the next one is."""
+    daemon, runner = in_process(cron="0 3 * * 0", timezone="Europe/Berlin")
+    assert runner.entered.wait(5), "run_at_start did not run a cycle at the start"
+    wait_until(lambda: len(captured.named("daemon.next_cycle")) == 2)
+    expected = next_cycle_times(daemon.config.schedule, datetime.now(UTC), 1)[0]
+    assert captured.named("daemon.next_cycle")[-1]["at"] == expected.isoformat()
+    assert daemon.next_cycle() == expected
+    time.sleep(0.3)
+    assert len(runner.calls) == 1, "a second cycle ran before the cron time"
+
+
+def test_without_run_at_start_the_first_cycle_waits_and_its_time_is_logged_at_start(
+    in_process: Callable[..., tuple[Daemon, FakeRunner]], captured: Captured
+) -> None:
+    _, runner = in_process(cron="0 3 * * 7", timezone="Europe/Berlin", run_at_start=False)
+    wait_until(lambda: bool(captured.named("daemon.next_cycle")))
+    at = datetime.fromisoformat(captured.named("daemon.next_cycle")[0]["at"])
+    assert at.strftime("%a %H:%M") == "Sun 03:00"  # 7 is Sunday, as 0 is
+    assert at.utcoffset() in (timedelta(hours=1), timedelta(hours=2))
+    assert not runner.entered.wait(0.3)
+    started = captured.named("daemon.started")[0]
+    assert (started["timezone"], started["run_at_start"]) == ("Europe/Berlin", False)
+
+
+def test_a_stopped_cycle_is_said_so_and_is_not_the_last_success(
+    in_process: Callable[..., tuple[Daemon, FakeRunner]], captured: Captured
+) -> None:
+    daemon, runner = in_process()
+    assert runner.entered.wait(5)
+    wait_until(lambda: daemon.cycles == 1)
+    assert daemon.status_text().startswith("last cycle ok")
+    runner.errors = [HybridboxUnavailable("down")]
+    run_another(daemon)
+    assert "; last ok " in daemon.status_text()
+    ok_since = daemon.status_text().split("; last ok ")[1]
+
+    def stopped_result(config: Config, options: CycleOptions) -> CycleResult:
+        result = FakeRunner()(config, options)
+        result.stopped_early = True
+        return result
+
+    daemon.runner = stopped_result
+    run_another(daemon)
+    assert daemon.status_text().startswith("last cycle stopped ")
+    runner.errors = [HybridboxUnavailable("down again")]
+    daemon.runner = runner
+    run_another(daemon)
+    assert daemon.status_text().split("; last ok ")[1] == ok_since, "the stop moved last ok"
+
+
+@pytest.fixture
+def machine_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Set the machine's zone through TZ (as tzlocal reads it); the real one again after."""
+
+    def set_zone(name: str) -> None:
+        monkeypatch.setenv("TZ", name)
+
+    yield set_zone
+    monkeypatch.undo()
+    reload_localzone()
+
+
+def test_a_reload_after_the_machines_zone_changed_moves_the_cron_schedule(
+    in_process: Callable[..., tuple[Daemon, FakeRunner]],
+    captured: Captured,
+    machine_zone: Callable[[str], None],
+) -> None:
+    """No `schedule.timezone`: the machine's zone, read again on reload even when the config did
+    not change (after `timedatectl set-timezone`), so the cron line does not stay in the old one."""
+    machine_zone("Europe/Berlin")
+    daemon, _ = in_process(cron="0 9 * * 1-5", run_at_start=False)
+    wait_until(lambda: bool(captured.named("daemon.next_cycle")))
+    before = datetime.fromisoformat(captured.named("daemon.next_cycle")[-1]["at"])
+    machine_zone("America/New_York")
+    daemon.request_reload()
+    wait_until(lambda: bool(captured.named("daemon.reloaded")))
+    reloaded = captured.named("daemon.reloaded")[0]
+    assert (reloaded["schedule_changed"], reloaded["timezone"]) == (True, "America/New_York")
+    after = datetime.fromisoformat(captured.named("daemon.next_cycle")[-1]["at"])
+    assert (before.strftime("%H:%M"), after.strftime("%H:%M")) == ("09:00", "09:00")
+    assert after.utcoffset() in (timedelta(hours=-4), timedelta(hours=-5))
+    assert daemon.next_cycle() == after
