@@ -13,6 +13,10 @@ whose reading — Mandarin pinyin, Japanese, Cantonese, Korean — cannot be kno
 characters) skip the name templates and go straight to ``addresses.fallback_template``; so do
 names whose token comes out empty. How the script of a character is found: see
 ``syncd.addresses._names.script_of``.
+
+No candidate is ever a reserved local part (``syncd.addresses._reserved``: the role addresses
+such as ``postmaster`` or ``admin``, and ``addresses.reserved``): the desired address, every
+template and the fallback are checked alike, and a reserved one is left out as if taken.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Callable, Container, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from syncd.addresses._names import anchor_token, has_script, name_token
+from syncd.addresses._reserved import reserved_local_parts
 from syncd.addresses._templates import (
     Template,
     Tokens,
@@ -60,8 +65,10 @@ def candidates(
        names are in a fallback script (``config.fallback_scripts``), or give no token;
     3. ``config.fallback_template``, then the same with n = 2..max_n (appended as ``-{n}`` when the
        fallback has no ``{n}`` of its own, so ``user.1234`` is followed by ``user.1234-2``).
+
+    None of them is a reserved local part (a role address, or one of ``config.reserved``).
     """
-    seen: set[str] = set()
+    seen: set[str] = set(reserved_local_parts(config.reserved))
     for value in _raw_candidates(person, config, preferred, max_n):
         if value is not None and value not in seen:
             seen.add(value)
@@ -200,11 +207,22 @@ class CandidateSource:
     ``_SHARED_CACHE_MAX`` entries): the name cache starts over when full, the shared one keeps
     only the names with clashes (a name forgotten then costs its work once more, nothing else),
     so the memory stays bounded however large the population. Make one per cycle.
+
+    ``on_reserved(person, local_part)`` is told each reserved local part left out (for the
+    caller's log line): a desired one for every person who asks for it, a name candidate for
+    the first person whose name gives it while the name's candidates are remembered.
     """
 
-    def __init__(self, config: AddressesConfig, max_n: int = MAX_N) -> None:
+    def __init__(
+        self,
+        config: AddressesConfig,
+        max_n: int = MAX_N,
+        on_reserved: Callable[[Person, str], None] | None = None,
+    ) -> None:
         self.config = config
         self.max_n = max_n
+        self.reserved = reserved_local_parts(config.reserved)
+        self._on_reserved = on_reserved
         self._templates = tuple(compile_template(template) for template in config.templates)
         self._uses_anchor = any(template.uses_anchor for template in self._templates)
         self._fallback_scripts = list(config.fallback_scripts)
@@ -236,9 +254,13 @@ class CandidateSource:
         it may grow, or be emptied, but what was in it stays taken). Name candidates in it are
         not given, and leading ones are skipped for everyone with the same name from then on;
         the preferred and fallback candidates are given regardless (callers check every
-        candidate anyway).
+        candidate anyway). Reserved local parts are never given (see ``on_reserved``).
         """
+        reserved = self.reserved
         first = _preferred(preferred) if preferred is not None else None
+        if first is not None and first in reserved:
+            self._left_out(person, first)
+            first = None
         if first is not None:
             yield first
         # The common case (names seen before, first candidate free) is a few dict look-ups and
@@ -268,9 +290,12 @@ class CandidateSource:
             while index < len(values) or shared.extend(self._templates, self.max_n):
                 value = values[index]
                 index += 1
-                if value in taken:
+                # A reserved one stays out for everyone, like one that stays taken.
+                if value in taken or value in reserved:
                     if index == shared.skip + 1:
                         shared.skip = index
+                    if value in reserved:
+                        self._left_out(person, value)
                     continue
                 if value != first:
                     yield value
@@ -281,11 +306,21 @@ class CandidateSource:
             seen.add(first)
         if anchor is None:
             anchor = anchor_token(person.anchor)
-        tokens = Tokens(first_token, last_token, anchor)
+        yield from self._fallbacks(person, Tokens(first_token, last_token, anchor), seen)
+
+    def _fallbacks(self, person: Person, tokens: Tokens, seen: set[str]) -> Iterator[str]:
+        """The fallback candidates not in ``seen`` (which they are added to), nor reserved."""
         for fallback in _fallback_candidates(tokens, self.config.fallback_template, self.max_n):
             if fallback is not None and fallback not in seen:
                 seen.add(fallback)
+                if fallback in self.reserved:
+                    self._left_out(person, fallback)
+                    continue
                 yield fallback
+
+    def _left_out(self, person: Person, local_part: str) -> None:
+        if self._on_reserved is not None:
+            self._on_reserved(person, local_part)
 
 
 def choose(candidates: Iterable[str], is_taken: Callable[[str], bool]) -> str | None:

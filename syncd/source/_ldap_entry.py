@@ -21,8 +21,8 @@ from syncd.errors import ConfigError
 from syncd.logs import event, get_logger
 from syncd.model import Person, ReadReport
 from syncd.source import _ad
-from syncd.source._records import reject_record
-from syncd.source.csv import DateParser
+from syncd.source._records import clean_name, control_character, reject_record
+from syncd.source.csv import DateParser, out_of_range
 
 log = get_logger("syncd.source.ldap")
 
@@ -179,6 +179,8 @@ class EntryMapper:
         anchor = _text(raw[0], "anchor").strip()
         if not anchor:
             raise _Rejected("anchor", f"{attribute} is empty")
+        if not anchor.isprintable():  # the fast check; control_character says which
+            _refuse_control(attribute, "anchor", anchor)
         return anchor
 
     def _name(
@@ -208,7 +210,13 @@ class EntryMapper:
         value = _text(raw[0], field).strip()
         if not value:
             raise _Rejected(field, f"{attribute} is empty")
-        return unicodedata.normalize("NFC", value)
+        if not value.isprintable():  # the fast check; control_character says which
+            _refuse_control(attribute, field, value)
+        # The same rules as an export's names (format characters, a letter, not a title).
+        name, problem = clean_name(unicodedata.normalize("NFC", value))
+        if problem is not None:
+            raise _Rejected(field, f"{attribute} {problem}")
+        return name
 
     def _email_of(self, values: Mapping[str, Sequence[bytes]]) -> str | None:
         raw = values.get(self._email) if self._email else None
@@ -227,9 +235,16 @@ class EntryMapper:
         if match:
             parsed = _date_or_none(int(match[1]), int(match[2]), int(match[3]))
         else:
-            parsed = self._parse_date(text)
+            # None also for a date out of range: parse_any (uncached, the rare slow path)
+            # tells that apart for the message.
+            parsed = self._parse_date(text) or self._parse_date.parse_any(text)
         if parsed is not None:
-            return parsed
+            # 00010101000000Z is how some directories say "unknown": no start date, and one
+            # the planner could not subtract the provisioning window from.
+            reason = out_of_range(parsed)
+            if reason is None:
+                return parsed
+            raise _Rejected("start_date", f"{self._fields['start_date']} {text!r}: {reason}")
         formats = " or ".join(self._parse_date.formats)
         raise _Rejected(
             "start_date",
@@ -262,6 +277,21 @@ class _Rejected(Exception):
         super().__init__(reason)
         self.field = field
         self.reason = reason
+
+
+# A value longer than this is shown cut in a rejection's reason.
+_SHOWN_CHARS = 40
+
+
+def _refuse_control(attribute: str | None, field: str, value: str) -> None:
+    """Reject a value with a control character (a NUL, a line break, a BOM), as the CSV reader
+    does: an anchor "E1\\x00" would be another person than "E1" for ever after, and a name with
+    one is no mailbox name. Values with none (other characters that are not printable, such as
+    format characters in a name, which clean_name removes) pass."""
+    char = control_character(value)
+    if char is not None:
+        shown = value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "..."
+        raise _Rejected(field, f"{attribute} {shown!a} holds the control character {char}")
 
 
 def _date_or_none(year: int, month: int, day: int) -> date | None:

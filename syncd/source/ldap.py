@@ -15,6 +15,8 @@ an outage (``SourceUnavailable``).
 from __future__ import annotations
 
 import contextlib
+import difflib
+import ipaddress
 import logging
 import math
 import ssl
@@ -91,6 +93,11 @@ _NOT_ALLOWED = (
 # The standard ports, for a URL that names none.
 LDAP_PORT = 389
 LDAPS_PORT = 636
+# The person's fields whose attributes `syncd validate` looks for in its sample entries.
+_SAMPLED_FIELDS = ("anchor", "first_name", "last_name", "email", "start_date", "disabled")
+# Fields whose attribute most entries may rightly lack (new hires have no mail yet; only disabled
+# people carry a disabled flag): validate warns only when the entries have a look-alike.
+_OFTEN_ABSENT = frozenset({"email", "disabled"})
 
 
 class LdapReader:
@@ -164,8 +171,37 @@ class LdapReader:
 
     def sample(self, limit: int = 5) -> list[Person]:
         """Bind and fetch up to ``limit`` people (``syncd validate``); raises what read() would."""
-        connection, url = self._connect()
         report = ReadReport()
+        return self._people(self._sample_entries(limit, ()), report)[:limit]
+
+    def probe(self, limit: int = 5) -> tuple[list[Person], list[str]]:
+        """:meth:`sample`, and what ``syncd validate`` should warn about: a password sent
+        unencrypted, a search that finds nobody, configured attributes no sample entry has."""
+        warnings = self.transport_warnings()
+        # Every user attribute too ("*"), so that a misspelled name can be matched with one the
+        # entries really have; five entries, so the extra bytes do not matter.
+        entries = self._sample_entries(limit, ("*",))
+        people = self._people(entries, ReadReport())[:limit]
+        return people, warnings + self._sample_warnings(entries, people)
+
+    def transport_warnings(self) -> list[str]:
+        """A warning per ``ldap://`` URL that would carry the bind password in clear text: a
+        bind DN, no StartTLS, and a host that is not this one (loopback traffic never leaves
+        the machine, so a local slapd or a TLS tunnel's local end is no leak)."""
+        config = self._config
+        if config.bind_dn is None or config.start_tls:
+            return []
+        return [
+            f"source.url: {url} sends the password of source.bind_dn {config.bind_dn!r} "
+            "unencrypted (source.start_tls is false); use an ldaps:// URL or set "
+            "source.start_tls: true"
+            for url in config.url
+            if url.startswith("ldap://") and not _is_loopback(urlsplit(url).hostname or "")
+        ]
+
+    def _sample_entries(self, limit: int, extra: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The entries of a search for at most ``limit`` people, with ``extra`` attributes."""
+        connection, url = self._connect()
         try:
             try:
                 connection.search(
@@ -173,7 +209,7 @@ class LdapReader:
                     self._filter,
                     _SCOPES[self._config.scope],
                     dereference_aliases=DEREF_NEVER,
-                    attributes=self._mapper.attributes,
+                    attributes=[*self._mapper.attributes, *extra],
                     size_limit=limit,
                 )
             except (LDAPException, OSError) as exc:
@@ -184,15 +220,55 @@ class LdapReader:
             # sizeLimitExceeded is expected: the limit is our own.
             if code not in (RESULT_SUCCESS, RESULT_SIZE_LIMIT_EXCEEDED):
                 self._raise_for_first_page(connection.result, url)
-            people = []
-            for entry in connection.response or ():
-                if entry["type"] == "searchResEntry":
-                    person = self._mapper.person(entry["dn"], entry["raw_attributes"], report)
-                    if person is not None:
-                        people.append(person)
-            return people[:limit]
+            return [e for e in connection.response or () if e["type"] == "searchResEntry"]
         finally:
             _close(connection)
+
+    def _people(self, entries: list[dict[str, Any]], report: ReadReport) -> list[Person]:
+        people = (self._mapper.person(e["dn"], e["raw_attributes"], report) for e in entries)
+        return [person for person in people if person is not None]
+
+    def _sample_warnings(self, entries: list[dict[str, Any]], people: list[Person]) -> list[str]:
+        config = self._config
+        if not entries:
+            return [
+                f"source.base_dn: the search below {config.base_dn!r} with source.filter "
+                f"{self._filter!r} found no entries, so syncd would see nobody; check both, "
+                f"and that {config.bind_dn or 'an anonymous bind'} may read the entries"
+            ]
+        # Attribute names as the server spells them, by their lower-case form.
+        present = {
+            description.partition(";")[0].lower(): description.partition(";")[0]
+            for entry in entries
+            for description, values in entry["raw_attributes"].items()
+            if values
+        }
+        warnings = [
+            warning
+            for field in _SAMPLED_FIELDS
+            if (warning := self._absent_attribute(field, present, len(entries))) is not None
+        ]
+        if not people:
+            warnings.append(
+                f"source: none of the {len(entries)} sample entries is usable: each was "
+                "rejected (the record.rejected lines above say why), so syncd would see nobody"
+            )
+        return warnings
+
+    def _absent_attribute(self, field: str, present: dict[str, str], entries: int) -> str | None:
+        """A warning when no sample entry has the attribute configured for ``field``."""
+        name = self._mapper.attribute_for(field)
+        if name is None or name.lower() in present:
+            return None
+        close = difflib.get_close_matches(name.lower(), list(present), n=1, cutoff=0.75)
+        if not close and field in _OFTEN_ABSENT:
+            return None  # most entries may lack it, and nothing looks like a misspelling of it
+        guess = f"; did you mean {present[close[0]]!r}?" if close else ""
+        note = "; fine if only future hires carry it" if field == "start_date" and not close else ""
+        return (
+            f"source.attributes.{field}: none of the {entries} sample entries has the "
+            f"attribute {name!r}{guess}{note}"
+        )
 
     def _read_pages(self, connection: Connection, url: str, report: ReadReport) -> Iterator[Person]:
         mapper = self._mapper
@@ -484,6 +560,15 @@ def _cookie(result: dict[str, Any]) -> bytes | None:
 
 def _uris(entry: dict[str, Any]) -> str:
     return ", ".join(entry.get("uri") or ()) or "another server"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _close(connection: Connection) -> None:
