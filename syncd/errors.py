@@ -51,4 +51,13 @@ class LockHeld(SyncdError):
 
 
 class StateError(SyncdError):
-    """The state database cannot be opened or is from a newer syncd."""
+    """The state database cannot be used: it cannot be opened or written (permissions, a
+    read-only file system), is damaged or no SQLite file at all, or is from a newer syncd. It
+    needs an administrator, so it is not retried on its own (exit 78)."""
+
+
+class DiskError(SyncdError):
+    """The state database (its journal, SQLite's temporary files) could not be written because
+    the file system is full, over a quota or a file-size limit, or reports an I/O error. What
+    the failed step was writing is not recorded, so nothing unconfirmed is; once there is space
+    again, the next cycle goes on (exit 75)."""

@@ -14,9 +14,11 @@ Exit codes (sysexits style; monitoring and systemd depend on them):
  65   bad input data (unreadable/empty HR export, missing columns, bad encoding)
  69   a service is unavailable (LDAP server or Hybridbox unreachable)
  70   internal error (a bug: please report it with the log)
- 75   temporary failure: a safety guard refused the cycle, or another syncd holds the lock
+ 75   temporary failure: a safety guard refused the cycle, another syncd holds the lock, or
+      the disk under the state is full (or failing)
  77   not authorized (Hybridbox rejected the token, or it lacks mailbox.create)
- 78   configuration error (the message names the key)
+ 78   configuration error (the message names the key), or a state database that cannot be
+      used (damaged, not SQLite, not writable): both need an administrator, not a retry
 ====  ==========================================================================
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from syncd.errors import (
     ConfigError,
+    DiskError,
     GuardTripped,
     HybridboxUnavailable,
     LockHeld,
@@ -54,6 +57,7 @@ EXIT_CODES: list[tuple[type[SyncdError], int]] = [
     (NotAuthorized, EX_NOPERM),
     (GuardTripped, EX_TEMPFAIL),
     (LockHeld, EX_TEMPFAIL),
+    (DiskError, EX_TEMPFAIL),
 ]
 
 

@@ -10,7 +10,9 @@ renders as::
 
 The current cycle id (set by the engine) is added to every line of that cycle. Files are opened
 with a ``WatchedFileHandler`` (:class:`LogFileHandler`) so that logrotate can move them away: the
-handler notices and reopens.
+handler notices and reopens. The log holds names and addresses, so the file is created 0640
+(LOG_FILE_MODE) whatever the umask, and a wider existing one is narrowed; a line that cannot be
+written (a full disk) is one line on stderr, not a traceback per line.
 Secrets never reach a log line: nothing here logs config values, and :func:`redact` masks a token
 if one ever slips into a message from a library.
 """
@@ -18,16 +20,24 @@ if one ever slips into a message from a library.
 from __future__ import annotations
 
 import contextvars
+import errno
+import io
 import json
 import logging
 import logging.handlers
+import os
+import pwd
 import re
+import stat
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from syncd.errors import ConfigError
 
 if TYPE_CHECKING:
     from syncd.config import LoggingConfig
@@ -38,6 +48,66 @@ _SECRETS: set[str] = set()
 # ordinary words in the log.
 _SECRET_MIN_CHARS = 6
 _BARE = re.compile(r"^[A-Za-z0-9_.@:/+\-]+$")
+
+# The log file: personal data (names, addresses), so not for everyone; readable by the group for
+# the admins who read logs (Debian's `adm`, or the syncd group), as /var/log files usually are.
+LOG_FILE_MODE = 0o640
+# A log directory syncd creates itself (systemd's LogsDirectoryMode= in the unit says the same).
+LOG_DIR_MODE = 0o750
+
+
+def narrow_mode(fd: int, allowed: int) -> int | None:
+    """Take away the permission bits of an open regular file that ``allowed`` does not give (a
+    file from an older syncd, or made under umask 022); never adds any. The old mode when it
+    changed, else None. A file of another owner cannot be changed: it stays as it is."""
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode) or not stat.S_IMODE(mode) & ~allowed:
+        return None
+    try:
+        os.fchmod(fd, stat.S_IMODE(mode) & allowed)
+    except PermissionError:
+        return None
+    return stat.S_IMODE(mode)
+
+
+def give_to_directory_owner(fd: int, directory: Path) -> None:
+    """When root creates a file in another user's directory (``sudo syncd apply`` in the service
+    user's /var/lib/syncd), give the new file to that user, as SQLite does with its journals:
+    a root-owned state, lock, log or status.json would lock the service out. Only for files
+    syncd has just created (by descriptor, so no symlink can redirect it)."""
+    if os.geteuid() != 0:
+        return
+    # A file system that refuses (NFS with root_squash) leaves it root's; the service then
+    # says whose it is when it cannot open it.
+    with suppress(OSError):
+        owner = os.stat(directory)
+        if owner.st_uid != 0:
+            os.fchown(fd, owner.st_uid, owner.st_gid)
+
+
+def owner_note(path: Path) -> str:
+    """``"; PATH belongs to root, not to syncd, the user syncd runs as"`` when ``path`` (or the
+    directory it would be created in) has another owner than this process; else "". The usual
+    cause is a run as root (``sudo syncd apply``) that created a file the service cannot open."""
+    target = path if path.exists() else path.parent
+    try:
+        owner = target.stat().st_uid
+    except OSError:
+        return ""
+    me = os.geteuid()
+    if owner == me:
+        return ""
+    return (
+        f"; {target} belongs to {user_name(owner)}, not to {user_name(me)}, the user syncd runs as"
+    )
+
+
+def user_name(uid: int) -> str:
+    """The login name of ``uid`` for a message, or the number when it has none."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def register_secret(value: str) -> None:
@@ -94,11 +164,67 @@ def events(
         logger.handle(record)
 
 
+# Beyond this code point an escape needs eight hex digits (\U...), below 0x100 two (\x..).
+_BMP_LAST = 0xFFFF
+_LATIN1_LAST = 0xFF
+# JSON writes a character beyond the BMP as two escaped UTF-16 halves.
+_ASTRAL_BASE, _HIGH_HALF, _LOW_HALF = 0x10000, 0xD800, 0xDC00
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code <= _LATIN1_LAST:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= _BMP_LAST else f"\\U{code:08x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with every character a terminal acts on or hides instead of showing written as
+    an escape (``\\x1b``, ``\\u202e``): C0 and C1 controls (ESC starts colour and cursor
+    sequences, CR overwrites the line), DEL, the line and paragraph separators, and format
+    characters (U+202E shows what follows reversed, zero-width ones hide a difference). The
+    source, an older state or a Hybridbox message may hold them; reports and log lines show
+    them this way.
+
+    One C call for the usual cell: ``isprintable`` is false exactly for those (and for blanks
+    other than a space, which are shown as they are)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() or unicodedata.category(char) == "Zs" else _escape(char)
+        for char in text
+    )
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < _ASTRAL_BASE:
+        return f"\\u{code:04x}"
+    code -= _ASTRAL_BASE
+    return f"\\u{_HIGH_HALF + (code >> 10):04x}\\u{_LOW_HALF + (code & 0x3FF):04x}"
+
+
+# What json.dumps leaves as it is: DEL and every character beyond ASCII.
+_JSON_RAW = re.compile("[\x7f-\U0010ffff]")
+
+
+def json_visible(text: str) -> str:
+    """JSON text with what ``visible`` escapes written as JSON escapes: json.dumps escapes the
+    C0 controls only (DEL, C1 controls and U+202E stay raw with ``ensure_ascii=False``). Only
+    string contents can hold such characters, so the JSON means the same."""
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return _JSON_RAW.sub(
+        lambda match: match.group() if match.group().isprintable() else _json_escape(match.group()),
+        text,
+    )
+
+
 def _quote(value: Any) -> str:
     text = value if isinstance(value, str) else str(value)
     if text and _BARE.match(text):
         return text
-    return json.dumps(text, ensure_ascii=False)
+    return json_visible(json.dumps(text, ensure_ascii=False))
 
 
 def _fields(record: logging.LogRecord, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -165,7 +291,7 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value if isinstance(value, int | float | bool) else str(value)
             if record.exc_info:
                 data["exception"] = self.formatException(record.exc_info)
-            lines.append(json.dumps(data, ensure_ascii=False))
+            lines.append(json_visible(json.dumps(data, ensure_ascii=False)))
         return redact("\n".join(lines))
 
 
@@ -184,9 +310,40 @@ class LogFileHandler(logging.handlers.WatchedFileHandler):
     RECHECK_S = 1.0
 
     def __init__(self, filename: str | Path, encoding: str | None = None) -> None:
+        # The mode the file had before it was narrowed to LOG_FILE_MODE, if it was (see _open).
+        self.narrowed_from: int | None = None
+        self._failure: str | None = None
         super().__init__(filename, encoding=encoding)
         self._last_record = 0.0
         self._last_check = 0.0
+
+    def _open(self) -> io.TextIOWrapper:
+        """Open for appending, creating the file LOG_FILE_MODE whatever the umask (also when it
+        is created again after logrotate moved it, or after someone deleted it)."""
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        try:
+            fd = os.open(self.baseFilename, flags | os.O_EXCL, LOG_FILE_MODE)
+            os.fchmod(fd, LOG_FILE_MODE)  # the umask took bits away at creation
+            give_to_directory_owner(fd, Path(self.baseFilename).parent)
+        except FileExistsError:
+            fd = os.open(self.baseFilename, flags, LOG_FILE_MODE)
+            self.narrowed_from = narrow_mode(fd, LOG_FILE_MODE) or self.narrowed_from
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A line that cannot be written (a full disk, a deleted directory) is said once on
+        stderr, instead of logging's traceback for every line that follows."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)  # a bug in formatting, not the file
+            return
+        reason = error.strerror or str(error)
+        if reason != self._failure:
+            self._failure = reason
+            sys.stderr.write(
+                f"syncd: cannot write the log file {self.baseFilename}: {reason}; log lines "
+                "are lost until that is fixed (they still go to stderr if logging.stderr is on)\n"
+            )
 
     def reopenIfNeeded(self) -> None:
         now = time.monotonic()
@@ -247,7 +404,17 @@ def clear_progress_bar() -> None:
 
 
 def setup_logging(config: LoggingConfig, *, stderr: bool | None = None) -> None:
-    """(Re)configure the ``syncd`` logger from the config; safe to call again on reload."""
+    """(Re)configure the ``syncd`` logger from the config; safe to call again on reload.
+
+    An unusable ``logging.file`` raises (a ConfigError) before
+    anything changes, so a reload to a bad file keeps the logging that works.
+    """
+    handlers: list[logging.Handler] = []
+    if stderr if stderr is not None else config.stderr:
+        handlers.append(_TerminalHandler(sys.stderr))
+    file_handler = None if config.file is None else _file_handler(Path(config.file))
+    if file_handler is not None:
+        handlers.append(file_handler)
     root = logging.getLogger("syncd")
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -255,16 +422,42 @@ def setup_logging(config: LoggingConfig, *, stderr: bool | None = None) -> None:
     root.setLevel(config.level)
     root.propagate = False
     formatter: logging.Formatter = JsonFormatter() if config.format == "json" else TextFormatter()
-    handlers: list[logging.Handler] = []
-    if stderr if stderr is not None else config.stderr:
-        handlers.append(_TerminalHandler(sys.stderr))
-    if config.file is not None:
-        Path(config.file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(LogFileHandler(config.file, encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(_CycleFilter())
         root.addHandler(handler)
+    if file_handler is not None and file_handler.narrowed_from is not None:
+        event(
+            root,
+            "log.mode_narrowed",
+            logging.WARNING,
+            path=file_handler.baseFilename,
+            was=oct(file_handler.narrowed_from),
+            now=oct(LOG_FILE_MODE),
+            reason="the log holds names and addresses",
+        )
+
+
+def _file_handler(path: Path) -> LogFileHandler:
+    """The handler of ``logging.file``, or the error that says why it cannot be opened."""
+    if path.is_dir():
+        raise ConfigError(
+            f"at 'logging.file': {path} is a directory",
+            hint=f"give a file name in it, such as {path / 'syncd.log'}",
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=LOG_DIR_MODE)
+        return LogFileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EROFS:
+            hint = "use a writable file system (under systemd: LogsDirectory=, /var/log/syncd)"
+        else:
+            hint = "make it writable by the user syncd runs as, or choose another logging.file"
+        raise ConfigError(
+            f"at 'logging.file': cannot open the log file {path}: {reason}{owner_note(path)}",
+            hint=hint,
+        ) from None
 
 
 def log_to_files(name: str, level: int, **fields: Any) -> None:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import stat
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import syncd.exit_codes  # noqa: F401  (it makes an unusable log file a ConfigError)
 from syncd import logs
 from syncd.config import LoggingConfig
+from syncd.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -107,3 +113,56 @@ def test_a_batch_of_events_writes_the_same_lines_as_one_event_each(
     assert len(batched.splitlines()) == 2
     assert without_time(batched) == without_time(one_by_one)
     assert "cycle" in batched and "mailbox_id" not in batched.splitlines()[1]
+
+
+# ------------------------------------------------------------------------------ the log file
+
+
+def test_the_log_file_is_created_0640_whatever_the_umask(tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "syncd.log"
+    old = os.umask(0)
+    try:
+        logs.setup_logging(LoggingConfig(file=log_file), stderr=False)
+        logs.event(logs.get_logger("syncd.test"), "mailbox.created", anchor="E1")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(log_file.stat().st_mode) == logs.LOG_FILE_MODE == 0o640
+    assert stat.S_IMODE(log_file.parent.stat().st_mode) == logs.LOG_DIR_MODE == 0o750
+
+
+def test_a_log_file_deleted_while_syncd_runs_is_created_again_0640(tmp_path: Path) -> None:
+    log_file = tmp_path / "syncd.log"
+    logs.setup_logging(LoggingConfig(file=log_file), stderr=False)
+    log = logs.get_logger("syncd.test")
+    logs.event(log, "first.line")
+    log_file.unlink()
+    time.sleep(0.01)  # the handler looks at the path again after a quiet moment
+    logs.event(log, "second.line")
+    assert "second.line" in log_file.read_text()
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o640
+
+
+def test_a_log_file_on_a_full_disk_is_said_once_on_stderr_not_per_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    logs.setup_logging(LoggingConfig(file=Path("/dev/full")), stderr=False)  # ENOSPC on write
+    for number in range(3):
+        logs.event(logs.get_logger("syncd.test"), "mailbox.created", anchor=f"E{number}")
+    said = stream.getvalue()
+    assert said.count("syncd: cannot write the log file /dev/full: No space left on device") == 1
+    assert "Traceback" not in said and "Logging error" not in said
+
+
+def test_a_log_file_that_is_a_directory_is_a_config_error_and_logging_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    logs.setup_logging(LoggingConfig(), stderr=True)
+    with pytest.raises(ConfigError) as raised:
+        logs.setup_logging(LoggingConfig(file=tmp_path), stderr=True)  # a reload to a bad file
+    assert str(raised.value).startswith(f"at 'logging.file': {tmp_path} is a directory")
+    logs.event(logs.get_logger("syncd.test"), "still.logged")
+    assert "still.logged" in stream.getvalue()

@@ -6,7 +6,9 @@ is stored. Every method runs inside the caller's transaction.
 
 A mailbox row goes ``intent`` (journaled, maybe sent) → ``created`` / ``adopted`` (Hybridbox has
 it), or back to ``pending`` (nothing there: send again), or to ``failed`` / ``quarantined`` (with
-the attempts and backoff of :func:`syncd.cycle._plan.after_failure`). Issuing an address writes it
+the attempts and backoff of :func:`syncd.cycle._plan.after_failure`). A ``pending`` row whose
+request went unanswered keeps that fact (``SENT_UNANSWERED``) with its address: it is the only
+evidence that a mailbox found there later may be ours. Issuing an address writes it
 to ``addresses``; one issued again after its holder's reservation ended first keeps that holder in
 ``address_history``.
 """
@@ -57,12 +59,25 @@ class Failure:
     message: str
 
 
+# ``last_code`` of a person whose create was sent (or may have been: a crash) but never answered,
+# and whose address held nothing when looked up: that request may still land, so a later "taken"
+# at the same address may be it (see Journal.sent_unanswered). It belongs to the row's
+# local_part: an intent for another address drops it.
+SENT_UNANSWERED = "sent_unanswered"
+_OTHER_ADDRESS_THAN_UNANSWERED = (
+    f"mailboxes.last_code = '{SENT_UNANSWERED}' AND mailboxes.local_part IS NOT excluded.local_part"
+)
+
 _INTENT_SQL = (
     "INSERT INTO mailboxes (anchor, state, local_part, domain, first_name, last_name, batch_id, "
     "updated_at) VALUES (?, 'intent', ?, ?, ?, ?, ?, ?) ON CONFLICT(anchor) DO UPDATE SET "
     "state = 'intent', local_part = excluded.local_part, first_name = excluded.first_name, "
     "last_name = excluded.last_name, batch_id = excluded.batch_id, "
-    "updated_at = excluded.updated_at"
+    "updated_at = excluded.updated_at, "
+    f"last_code = CASE WHEN {_OTHER_ADDRESS_THAN_UNANSWERED} THEN NULL "
+    "ELSE mailboxes.last_code END, "
+    f"last_message = CASE WHEN {_OTHER_ADDRESS_THAN_UNANSWERED} THEN NULL "
+    "ELSE mailboxes.last_message END"
 )
 _ISSUED_SQL = (
     "INSERT INTO addresses (address, anchor, status, issued_at) VALUES (?, ?, 'issued', ?) "
@@ -148,12 +163,37 @@ class Journal:
             ],
         )  # fmt: skip
 
-    def pending(self, anchor: str) -> None:
-        """Nothing was created for this intent: send it again (same address)."""
+    def pending(self, anchor: str, *, unanswered: bool = False) -> None:
+        """Nothing was created for this intent: send it again (same address).
+
+        ``unanswered``: its request was sent (or may have been) and got no answer, so it may
+        still land; remembered until the address is settled (see :meth:`sent_unanswered`).
+        """
+        if not unanswered:
+            self.state.conn.execute(
+                "UPDATE mailboxes SET state = 'pending', updated_at = ? WHERE anchor = ?",
+                (self.stamp, anchor),
+            )
+            return
         self.state.conn.execute(
-            "UPDATE mailboxes SET state = 'pending', updated_at = ? WHERE anchor = ?",
-            (self.stamp, anchor),
+            "UPDATE mailboxes SET state = 'pending', last_code = ?, last_message = ?, "
+            "updated_at = ? WHERE anchor = ?",
+            (
+                SENT_UNANSWERED,
+                "sent without an answer, and nothing was found at the address: sent again",
+                self.stamp,
+                anchor,
+            ),
         )
+
+    def sent_unanswered(self, anchor: str, local_part: str) -> bool:
+        """Whether an earlier request of ours for this person at this address went unanswered
+        (see :meth:`pending`): then a mailbox found there now may be the one it created."""
+        row = self.state.conn.execute(
+            "SELECT 1 FROM mailboxes WHERE anchor = ? AND local_part = ? AND last_code = ?",
+            (anchor, local_part, SENT_UNANSWERED),
+        ).fetchone()
+        return row is not None
 
     def collision(self, anchor: str, local_part: str) -> None:
         """Someone else holds this address on Hybridbox: never offer it again, and let the
@@ -164,9 +204,11 @@ class Journal:
             (self.address(local_part), self.stamp),
         )
         self.state.conn.execute(
-            "UPDATE mailboxes SET state = 'pending', local_part = NULL, updated_at = ? "
-            "WHERE anchor = ?",
-            (self.stamp, anchor),
+            # An unanswered request's mark belongs to the address given up here.
+            "UPDATE mailboxes SET state = 'pending', local_part = NULL, updated_at = ?1, "
+            "last_message = CASE WHEN last_code = ?2 THEN NULL ELSE last_message END, "
+            "last_code = CASE WHEN last_code = ?2 THEN NULL ELSE last_code END WHERE anchor = ?3",
+            (self.stamp, SENT_UNANSWERED, anchor),
         )
 
     def failures_so_far(self, anchor: str) -> tuple[int, datetime | None]:

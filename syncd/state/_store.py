@@ -20,6 +20,12 @@ Tables (see :mod:`syncd.state._schema` for the exact schema):
 All writes of a cycle step happen in one transaction (``with state.transaction():``), so a crash
 at any point leaves a state from which the next cycle is correct. Times are UTC ISO-8601 strings.
 
+The file holds personal data: it and its journals are created 0600 whatever the umask, and wider
+modes are narrowed when it is opened. A failure of the file itself (full, damaged, no SQLite
+file, read-only, locked by another program) is a :class:`~syncd.errors.DiskError`,
+:class:`~syncd.errors.StateError` or :class:`~syncd.errors.LockHeld` naming the file and what to
+do (see :class:`StateConnection`), never a bare sqlite3 error.
+
 Everything a cycle does per person is plain ``sqlite3`` on :attr:`State.conn`. The migrations and
 the reports of ``syncd status``, ``failures``, ``leavers`` and ``addresses`` go through
 :attr:`State.db`, sqlite-utils on the same connection, which is made (and sqlite-utils imported)
@@ -28,8 +34,13 @@ only when one of them runs.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,11 +49,32 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from syncd.errors import StateError
+from syncd.errors import DiskError, LockHeld, StateError, SyncdError
+from syncd.logs import (
+    event,
+    get_logger,
+    give_to_directory_owner,
+    narrow_mode,
+    owner_note,
+    user_name,
+)
 from syncd.state._schema import MIGRATIONS
 
 if TYPE_CHECKING:
     import sqlite_utils
+
+log = get_logger("syncd.state")
+
+# The state holds personal data (names, addresses): its files are for the user syncd runs as
+# alone, whatever the umask of the shell it was started from (the unit's UMask=0077 agrees).
+PRIVATE_FILE_MODE = 0o600
+# The state directory, when syncd creates it (the unit's StateDirectoryMode=0700 agrees).
+PRIVATE_DIR_MODE = 0o700
+# SQLite's files beside the database, which hold its pages too. SQLite creates them with the
+# database file's mode, so a 0600 database gets 0600 journals; older ones are narrowed.
+JOURNAL_SUFFIXES = ("-wal", "-shm", "-journal")
+# errno values that mean "no room": a full file system, a quota, a file-size limit.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 # The condition of the people_leaving index (see syncd.state._schema), written out so that
 # queries can use the index.
@@ -67,6 +99,9 @@ _TAKEN = f"NOT (a.status = 'issued' AND p.anchor IS NOT NULL AND p.last_seen < ?
 _HOLDER_IF_LEAVING = (
     f"LEFT JOIN people p INDEXED BY people_leaving ON p.anchor = a.anchor AND {_LEAVING}"
 )
+# The same for a state from before people_leaving (migration 3), which ``syncd plan`` reads
+# without migrating it: the same rows, found without the index.
+_HOLDER_IF_LEAVING_UNINDEXED = f"LEFT JOIN people p ON p.anchor = a.anchor AND {_LEAVING}"
 
 
 def utcnow() -> datetime:
@@ -112,31 +147,281 @@ class LastRead:
     accepted: int
 
 
+# ---------------------------------------------------------------- the file under the state
+
+
+class StateConnection(sqlite3.Connection):
+    """The state's connection. A statement that fails because of the file under it (full,
+    damaged, no SQLite file, read-only, locked by another program) raises DiskError, StateError
+    or LockHeld naming the file and what to do, where sqlite3 raises an OperationalError that
+    would end in a traceback; other sqlite3 errors (a bug in syncd's SQL) pass unchanged.
+
+    Only statements are wrapped (~1 µs each; a first provisioning of 5,000 people runs ~450),
+    here and on its cursors (:class:`StateCursor`), not the rows they yield, which stay at C
+    speed: a statement's first step reads the pages a damaged file shows itself on in practice
+    (a test corrupts every page but the header), and every write goes through a statement.
+    """
+
+    path: Path | None = None
+    read_only: bool = False
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            raise explained(exc, self) from exc
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            raise explained(exc, self) from exc
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        try:
+            return super().executescript(sql_script)
+        except sqlite3.DatabaseError as exc:
+            raise explained(exc, self) from exc
+
+    def cursor(self, factory: Any = None) -> Any:
+        return super().cursor(factory or StateCursor)
+
+
+class StateCursor(sqlite3.Cursor):
+    """A cursor of :class:`StateConnection` (the cycle's hot reads use their own), explained
+    alike."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> StateCursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            raise explained(exc, self.connection) from exc
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> StateCursor:
+        try:
+            return super().executemany(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            raise explained(exc, self.connection) from exc
+
+
+def explained(exc: sqlite3.DatabaseError, conn: sqlite3.Connection) -> Exception:
+    """The error to raise for a failed statement on ``conn`` (see :class:`StateConnection`)."""
+    path = getattr(conn, "path", None)
+    error = storage_error(exc, path, read_only=getattr(conn, "read_only", False))
+    if error is not None:
+        return error
+    earlier = exc.__context__
+    if isinstance(earlier, SyncdError):
+        # A statement in a `finally` that failed only because the storage failure being
+        # handled ended the transaction ("cannot commit - no transaction is active"): the
+        # earlier failure is the one to report, not this consequence of it.
+        return type(earlier)(earlier.message, hint=earlier.hint)
+    return exc
+
+
+def storage_error(
+    exc: sqlite3.DatabaseError, path: Path | None, *, read_only: bool = False
+) -> SyncdError | None:
+    """What a failed statement means for an administrator, or None for a bug in syncd."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    where = f"the state database {path}" if path is not None else "syncd's temporary tables"
+    directory = path.parent if path is not None else Path(os.environ.get("TMPDIR", "/var/tmp"))
+    if code == sqlite3.SQLITE_FULL:
+        return DiskError(
+            f"cannot write {where}: the disk is full ({exc}); this step was not recorded",
+            hint=f"free space there (`df -h {directory}`; temporary tables go to $TMPDIR or "
+            "/var/tmp); the next cycle goes on from the last recorded step",
+        )
+    if code == sqlite3.SQLITE_IOERR:
+        return DiskError(
+            f"cannot write {where}: {exc}; this step was not recorded",
+            hint=f"the disk may be full, over a quota or file-size limit, or failing (`df -h "
+            f"{directory}`, `dmesg`); the next cycle goes on from the last recorded step",
+        )
+    if code == sqlite3.SQLITE_CORRUPT:
+        return StateError(
+            f"{where} is damaged ({exc}); syncd cannot use it",
+            hint="stop syncd, keep a copy of the file, and restore the last backup of it; with "
+            "no backup, move it away and rebuild the state with `syncd adopt`",
+        )
+    if code == sqlite3.SQLITE_NOTADB:
+        return StateError(
+            f"{where} is not a syncd state: it is no SQLite database ({exc})",
+            hint="check state.path; if the state was overwritten, restore it from the backup",
+        )
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        reason, hint = unwritable(path) if path is not None else ("", "")
+        verb = "read" if read_only else "write"
+        return StateError(f"cannot {verb} {where}: {exc}{reason}", hint=hint or None)
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return LockHeld(
+            f"{where} is locked by another program ({exc})",
+            hint="an sqlite3 shell or a backup may be writing to it; syncd waited 5 s: run it "
+            "again when that program is done",
+        )
+    return None
+
+
+def unwritable(path: Path) -> tuple[str, str]:
+    """Why syncd cannot write ``path`` or create files beside it (``"; ..."`` to append to a
+    message, or ""), and what to do; by looking, since SQLite only says "readonly"."""
+    directory = path.parent
+    try:
+        read_only_fs = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only_fs = False
+    if read_only_fs:
+        return (
+            f"; {directory} is on a read-only file system",
+            "put state.path on a writable file system (under systemd only StateDirectory=, "
+            "/var/lib/syncd, and ReadWritePaths= are writable)",
+        )
+    siblings = [path.with_name(path.name + suffix) for suffix in ("", *JOURNAL_SUFFIXES)]
+    for target in (directory, *siblings, path.with_name(path.name + ".lock")):
+        if target.exists() and not os.access(target, os.W_OK):
+            return _not_writable(target, directory)
+    return "", f"check the owner and mode of {directory} and of the files in it"
+
+
+def _not_writable(target: Path, directory: Path) -> tuple[str, str]:
+    foreign = owner_note(target)
+    if foreign:
+        me = user_name(os.geteuid())
+        return (
+            foreign,
+            f"a run as another user (sudo syncd ...) leaves such files: give them back with "
+            f"`chown -R {me}: {directory}`, and run syncd as {me} (sudo -u {me} syncd ...)",
+        )
+    permissions = oct(stat.S_IMODE(target.stat().st_mode))
+    return (
+        f"; {target} is not writable (mode {permissions})",
+        f"give its owner write permission again: `chmod u+w {target}`",
+    )
+
+
+def os_error(exc: OSError, path: Path, what: str) -> SyncdError:
+    """The error for a failed system call on one of the state's files (``what``: "the state
+    database", "the lock file", ...)."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in NO_SPACE_ERRNOS:
+        return DiskError(
+            f"cannot write {what} {path}: {reason}",
+            hint=f"free space on its file system (`df -h {path.parent}`), then run syncd again",
+        )
+    problem, hint = unwritable(path)
+    return StateError(f"cannot open {what} {path}: {reason}{problem}", hint=hint)
+
+
+def open_private(path: Path, *, narrow: bool = True) -> tuple[int, bool]:
+    """Open ``path`` for reading and writing, creating it PRIVATE_FILE_MODE whatever the umask,
+    or (``narrow``) narrowing a wider existing one, with a warning; the descriptor and whether
+    the file is new. Raises OSError."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        fd = os.open(path, os.O_RDWR)
+        if narrow:
+            _narrow(fd, path)
+        return fd, False
+    os.fchmod(fd, PRIVATE_FILE_MODE)  # the umask may have taken the owner's bits
+    give_to_directory_owner(fd, path.parent)
+    return fd, True
+
+
+def make_private_directory(directory: Path) -> None:
+    """Create the state directory (PRIVATE_DIR_MODE) if it is missing. Raises OSError."""
+    directory.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+
+
+def _narrow(fd: int, path: Path) -> None:
+    was = narrow_mode(fd, PRIVATE_FILE_MODE)
+    if was is not None:
+        event(
+            log,
+            "state.mode_narrowed",
+            logging.WARNING,
+            path=path,
+            was=oct(was),
+            now=oct(PRIVATE_FILE_MODE),
+            reason="the state holds personal data",
+        )
+
+
+def _narrow_state_files(path: Path) -> None:
+    """Narrow the database and its journals to PRIVATE_FILE_MODE; only once SQLite took it for a
+    database, so that a state.path pointing at another file (the HR export) leaves it alone."""
+    for name in (path.name, *(path.name + suffix for suffix in JOURNAL_SUFFIXES)):
+        with contextlib.suppress(OSError):  # gone, or not ours: SQLite says what matters
+            fd = os.open(path.with_name(name), os.O_RDONLY)
+            try:
+                _narrow(fd, path.with_name(name))
+            finally:
+                os.close(fd)
+
+
+def _prepare_file(path: Path) -> None:
+    """Before SQLite opens ``path``: create it 0600 (SQLite would make it 0644 minus the umask;
+    its journals get the file's mode), and say in words what keeps syncd from writing it."""
+    if path.is_dir():
+        raise StateError(
+            f"at 'state.path': {path} is a directory",
+            hint=f"state.path names the database file, such as {path / 'state.db'}",
+        )
+    try:
+        make_private_directory(path.parent)
+    except OSError as exc:
+        raise os_error(exc, path.parent, "the state directory") from None
+    try:
+        fd, created = open_private(path, narrow=False)
+    except OSError as exc:
+        raise os_error(exc, path, "the state database") from None
+    try:
+        if not created and os.fstat(fd).st_size == 0:
+            event(
+                log,
+                "state.empty_file",
+                logging.WARNING,
+                path=path,
+                reason="the state database is an empty file: syncd starts a new state in it; "
+                "if it held syncd's state before (a failed copy or restore), stop syncd and "
+                "restore the backup",
+            )
+    finally:
+        os.close(fd)
+
+
+def _connect(path: Path | None, *, read_only: bool) -> StateConnection:
+    """Open the connection (the file prepared first when it may be written)."""
+    try:
+        if path is None:
+            conn = sqlite3.connect(":memory:", isolation_level=None, factory=StateConnection)
+        elif read_only:
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, isolation_level=None, factory=StateConnection
+            )
+        else:
+            _prepare_file(path)
+            conn = sqlite3.connect(path, isolation_level=None, factory=StateConnection)
+    except sqlite3.DatabaseError as exc:
+        raise (storage_error(exc, path, read_only=read_only) or exc) from exc
+    assert isinstance(conn, StateConnection)
+    conn.path, conn.read_only = path, read_only
+    return conn
+
+
 class State:
     """Typed access to the state database. Every method is one query or one transaction."""
 
     def __init__(self, path: Path | None, *, read_only: bool = False) -> None:
         self.path = path
         self.read_only = read_only
-        try:
-            if path is None:
-                conn = sqlite3.connect(":memory:", isolation_level=None)
-            elif read_only:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(path, isolation_level=None)
-        except OSError as exc:
-            raise StateError(
-                f"cannot create the state directory {path.parent if path else ''}: {exc.strerror}",
-                hint="check state.path and that syncd's user may write there",
-            ) from None
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot open state database {path}: {exc}") from None
+        conn = _connect(path, read_only=read_only)
         try:
             conn.row_factory = sqlite3.Row
             if not read_only:
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA journal_mode=WAL")  # raises if the file is no database
+                if path is not None:
+                    _narrow_state_files(path)
             # NORMAL in WAL mode is durable against process crashes (our failure model);
             # only an OS crash may lose the last transactions, never corrupt the file.
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -146,13 +431,17 @@ class State:
             conn.execute("PRAGMA wal_autocheckpoint=10000")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.execute("PRAGMA temp_store=FILE")
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot open state database {path}: {exc}") from None
-        self.conn = conn
-        if not read_only:
-            self._migrate()
-        elif self.schema_version() > len(MIGRATIONS):
-            raise StateError(f"state database {path} is from a newer syncd")
+            self.conn: sqlite3.Connection = conn
+            if not read_only:
+                self._migrate()
+            elif self.schema_version() > len(MIGRATIONS):
+                raise StateError(f"state database {path} is from a newer syncd")
+        except BaseException:
+            conn.close()
+            raise
+        self._holder_if_leaving = (
+            _HOLDER_IF_LEAVING if self.current else _HOLDER_IF_LEAVING_UNINDEXED
+        )
 
     # ---------------------------------------------------------------- plumbing
 
@@ -191,13 +480,15 @@ class State:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except BaseException:
             # Something in the block may have ended the transaction itself (see _migrate); a
-            # ROLLBACK then would fail and hide the error that got us here.
+            # ROLLBACK then would fail and hide the error that got us here. A COMMIT that failed
+            # (a full disk) may leave it open: rolled back, so the next step can begin anew.
             if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error, SyncdError):
+                    self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()
@@ -247,10 +538,20 @@ class State:
         return int(cursor.lastrowid or 0)
 
     def finish_run(self, run_id: int, **values: Any) -> None:
+        """Record the end of a cycle. Recording a failed one (``outcome="error"``) never raises:
+        when the state cannot be written (the disk that failed the cycle is still full), the
+        caller's own error is the one to report, so this one is only logged."""
         values["finished_at"] = iso(utcnow())
         columns = ", ".join(f"{key} = ?" for key in values)
-        with self.transaction():
-            self.conn.execute(f"UPDATE runs SET {columns} WHERE id = ?", (*values.values(), run_id))
+        try:
+            with self.transaction():
+                self.conn.execute(
+                    f"UPDATE runs SET {columns} WHERE id = ?", (*values.values(), run_id)
+                )
+        except (DiskError, StateError, LockHeld) as exc:
+            if values.get("outcome") != "error":
+                raise
+            event(log, "state.run_not_recorded", logging.ERROR, run=run_id, reason=str(exc))
 
     def last_complete_read(self) -> LastRead | None:
         row = self.conn.execute(
@@ -268,6 +569,17 @@ class State:
             positions = tuple(int(i) for i in rejects.split(",")) if rejects else ()
             blocks[head] = StoredBlock(id_, bytes(digest), positions)
         return blocks
+
+    def open_blocks(self) -> set[int]:
+        """The blocks holding someone the planner looks at even when unchanged (``open``): few,
+        and read from the partial index that holds only them."""
+        return {
+            block
+            for (block,) in self.conn.execute(
+                "SELECT DISTINCT block FROM people INDEXED BY people_open "
+                "WHERE open = 1 AND block IS NOT NULL"
+            )
+        }
 
     # ---------------------------------------------------------------- counts
 
@@ -299,6 +611,12 @@ class State:
 
     # ---------------------------------------------------------------- addresses
 
+    @cached_property
+    def _holder_if_leaving(self) -> str:
+        """The join of an address's holder for this state's schema (see _HOLDER_IF_LEAVING):
+        ``syncd plan`` may read a state too old for the index, without migrating it."""
+        return _HOLDER_IF_LEAVING if self.current else _HOLDER_IF_LEAVING_UNINDEXED
+
     def address_count(self, at_most: int) -> int:
         """How many addresses the state knows, counting no further than ``at_most``."""
         return int(
@@ -324,7 +642,7 @@ class State:
         # however many addresses are asked about.
         rows = self.conn.execute(
             "SELECT a.address FROM json_each(?) j CROSS JOIN addresses a ON a.address = j.value "
-            f"{_HOLDER_IF_LEAVING} WHERE {_TAKEN}",
+            f"{self._holder_if_leaving} WHERE {_TAKEN}",
             (
                 json.dumps(list(addresses)),
                 _reservation_cutoff(now, reserve_days),
@@ -347,7 +665,7 @@ class State:
         leaver's reservation that ended)."""
         return self._grouped(
             f"SELECT j.value AS local_part, {_TAKEN} AS taken FROM json_each(?) j "
-            f"CROSS JOIN addresses a ON a.address = j.value || ? {_HOLDER_IF_LEAVING}",
+            f"CROSS JOIN addresses a ON a.address = j.value || ? {self._holder_if_leaving}",
             (_reservation_cutoff(now, reserve_days), leaver_after_missing,
              json.dumps(list(local_parts)), "@" + domain),
         )  # fmt: skip
@@ -371,7 +689,7 @@ class State:
         return self._grouped(
             "SELECT substr(a.address, 1, length(a.address) - ?) AS local_part, "
             f"{_TAKEN} AS taken FROM json_each(?) j CROSS JOIN addresses a "
-            f"ON a.address >= j.value AND a.address < j.value || '~' {_HOLDER_IF_LEAVING} "
+            f"ON a.address >= j.value AND a.address < j.value || '~' {self._holder_if_leaving} "
             "WHERE substr(a.address, ?) = ? LIMIT ?",
             (len(suffix), _reservation_cutoff(now, reserve_days), leaver_after_missing,
              json.dumps(list(starts)), -len(suffix), suffix, limit),
