@@ -17,44 +17,118 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from syncd import __version__
-from syncd.cli._reports import cmd_addresses, cmd_failures, cmd_leavers, cmd_status, emit_rows
+from syncd.cli._reports import (
+    cmd_addresses,
+    cmd_failures,
+    cmd_leavers,
+    cmd_status,
+    print_plan,
+)
 from syncd.config import (
     DEFAULT_CONFIG_PATH,
     Config,
+    CsvSource,
     LoggingConfig,
+    check_secrets,
+    config_file_warnings,
     load_config,
-    render_example_config,
-    render_key_tables,
 )
 from syncd.errors import ConfigError, SyncdError
-from syncd.exit_codes import EX_OK, EX_PARTIAL, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE, exit_code_for
+from syncd.exit_codes import (
+    EX_OK,
+    EX_PARTIAL,
+    EX_SOFTWARE,
+    EX_TEMPFAIL,
+    EX_UNAVAILABLE,
+    EX_USAGE,
+    exit_code_for,
+)
 from syncd.logs import log_to_files, setup_logging
+
+if TYPE_CHECKING:
+    from syncd.source.csv import CsvReader
+    from syncd.source.ldap import LdapReader
 
 # ------------------------------------------------------------------------------------ commands
 
 
 def cmd_validate(config: Config, args: argparse.Namespace) -> int:
-    from syncd.source import open_source
+    """Check the config, then the source and Hybridbox, each printing its lines as it goes
+    (a problem on stderr, as every error; a warning on a ``warning:`` line), then one verdict.
+    Exit 0 when valid, warnings or not; else the exit code of the first problem."""
+    from datetime import UTC, datetime
 
-    print(f"config {config.origin}: valid")
-    source = open_source(config)
+    from syncd import service
+
+    # Loading the config (every key) and reading its secrets happened before: a problem there
+    # ends the command with its own message.
+    print(f"config {config.origin}: keys and secrets OK")
+    # The schedule as the daemon will run it: a cron line's meaning shows in its next times.
+    schedule = config.schedule
+    where = (
+        "counted from the daemon's start (the times: if it started now)"
+        if schedule.every is not None
+        else f"in {service.zone_name(service.schedule_zone(schedule))}"
+    )
+    also = "; run_at_start: one more cycle when the daemon starts" if schedule.run_at_start else ""
+    print(f"schedule: {service.describe_schedule(schedule)}, {where}{also}")
+    for moment in service.next_cycle_times(schedule, datetime.now(UTC)):
+        print(f"schedule: next {service.format_moment(moment)} ({moment:%a})")
+    checks: list[tuple[str, Callable[[Config], list[str]]]] = [("source", _validate_source)]
+    if not args.offline:
+        checks.append(("hybridbox", _validate_hybridbox))
+    codes: list[int] = []
+    warnings = 0
+    for name, check in checks:
+        try:
+            found = check(config)
+        except SyncdError as exc:
+            codes.append(_validation_problem(name, exc))
+            continue
+        for warning in found:
+            print(f"warning: {warning}")
+        warnings += len(found)
+    if args.offline:
+        print("hybridbox: not checked (--offline)")
+    return _validation_verdict(config, codes, warnings)
+
+
+def _validate_source(config: Config) -> list[str]:
+    """Read a few people; the warnings: a source in which syncd would find nobody, configured
+    attributes no sample entry has, an LDAP password sent unencrypted."""
+    source = _validation_reader(config)
     print(f"source: {source.describe()}")
-    people = source.sample(5)
+    people, warnings = source.probe(5)
     print(f"source: read {len(people)} sample record(s):")
     for person in people:
         state = " (disabled)" if person.disabled else ""
         start = f" start={person.start_date}" if person.start_date else ""
         print(f"  {person.anchor}  {person.first_name} {person.last_name}{start}{state}")
-    if args.offline:
-        print("hybridbox: not checked (--offline)")
-        return EX_OK
+    return warnings
+
+
+def _validation_reader(config: Config) -> CsvReader | LdapReader:
+    """The configured reader, as its own type: ``probe`` is for ``syncd validate`` only, not a
+    part of every source. (A CSV site never imports ldap3.)"""
+    if isinstance(config.source, CsvSource):
+        from syncd.source.csv import CsvReader
+
+        return CsvReader(config.source, config.sync)
+    from syncd.source.ldap import LdapReader
+
+    return LdapReader(config.source, config.sync)
+
+
+def _validate_hybridbox(config: Config) -> list[str]:
     from syncd.hybridbox import HybridboxClient
 
     settings = config.hybridbox
-    with HybridboxClient(settings, settings.token()) as client:
+    # in_cycle=False: no next cycle retries what validate could not check, so its messages
+    # must not say one does. A wrong hybridbox.url fails at the first contact, in seconds.
+    with HybridboxClient(settings, settings.token(), in_cycle=False) as client:
         client.check_account()
         domain = client.check_domain(settings.domain)
     ready = domain.get("outbound_routing_ready")
@@ -63,7 +137,39 @@ def cmd_validate(config: Config, args: argparse.Namespace) -> int:
         f"{domain.get('name', settings.domain)} status={domain.get('status')} "
         f"outbound_routing_ready={ready}"
     )
+    return []
+
+
+def _validation_problem(check: str, error: SyncdError) -> int:
+    """Report a failed check as every error is reported (stderr, log file); its exit code."""
+    code = exit_code_for(error)
+    print(f"syncd: {check}: {error}", file=sys.stderr, flush=True)
+    log_to_files(
+        "command.failed",
+        logging.ERROR,
+        command="validate",
+        check=check,
+        exit_code=code,
+        reason=str(error),
+    )
+    return code
+
+
+def _validation_verdict(config: Config, codes: list[int], warnings: int) -> int:
+    """The one verdict line; the exit code of the first problem, or 0 (warnings included)."""
+    sys.stderr.flush()
+    if codes:
+        print(f"config {config.origin}: NOT valid ({_count(len(codes), 'problem')}; see above)")
+        return codes[0]
+    if warnings:
+        print(f"config {config.origin}: valid, with {_count(warnings, 'warning')}")
+    else:
+        print(f"config {config.origin}: valid")
     return EX_OK
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _cycle_options(config: Config, args: argparse.Namespace, mode: str) -> Any:
@@ -77,56 +183,23 @@ def _cycle_options(config: Config, args: argparse.Namespace, mode: str) -> Any:
     )
 
 
+# `plan --check`: apply would change something (ldap2pg's --check says so with 1, too).
+EX_PLAN_HAS_CHANGES = 1
+
+
 def cmd_plan(config: Config, args: argparse.Namespace) -> int:
+    """What apply would do, changing nothing. Exit 75 when a guard would refuse the cycle (as
+    apply would exit); with ``--check``, 1 when apply would change something on Hybridbox
+    (create, retry, rename, finish an interrupted cycle's creates) and 0 when not, for
+    monitoring."""
     from syncd.cycle import run_cycle
 
     result = run_cycle(config, _cycle_options(config, args, "plan"))
-    the_plan, domain = result.plan, config.hybridbox.domain
-    rows: list[dict[str, Any]] = []
-    for action in the_plan.creates + the_plan.retries:
-        rows.append(
-            {
-                "action": action.kind.value,
-                "anchor": action.person.anchor,
-                "name": f"{action.person.first_name} {action.person.last_name}",
-                "detail": action.known.local_part + "@" + domain
-                if action.known and action.known.local_part
-                else "",
-            }
-        )
-    for action in the_plan.renames:
-        old = f"{action.known.mailbox_first} {action.known.mailbox_last}" if action.known else ""
-        rows.append(
-            {
-                "action": "rename",
-                "anchor": action.person.anchor,
-                "name": f"{action.person.first_name} {action.person.last_name}",
-                "detail": f"was {old}",
-            }
-        )
-    for action in the_plan.scheduled:
-        rows.append(
-            {
-                "action": "scheduled",
-                "anchor": action.person.anchor,
-                "name": f"{action.person.first_name} {action.person.last_name}",
-                "detail": f"due {action.due}",
-            }
-        )
-    if not args.summary:
-        emit_rows(rows, ("action", "anchor", "name", "detail"), args.format)
-    c = result.counts
-    if args.format == "table":
-        print(
-            f"plan: read={c['read']} rejected={c['rejected']} "
-            f"complete={str(result.report.complete).lower()} creates={c['creates']} "
-            f"(new={c['new']}) retries={c['retries']} renames={c['renames']} "
-            f"scheduled={c['scheduled']} waiting={c['waiting']} "
-            f"quarantined={c['quarantined']} unresolved={c['unresolved']}"
-        )
-        if result.message:
-            print(f"guards: apply would refuse: {result.message}")
-        print("nothing was changed (plan is a dry run; `syncd apply` applies it)")
+    print_plan(result, config.hybridbox.domain, args.format, summary=args.summary)
+    if result.message:
+        return EX_TEMPFAIL
+    if args.check and result.plan.changes:
+        return EX_PLAN_HAS_CHANGES
     return EX_OK
 
 
@@ -175,6 +248,8 @@ def cmd_adopt(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """``syncd config example|keys``; takes no Config, because it is what one starts from."""
+    from syncd.config import render_example_config, render_key_tables
+
     text = render_example_config() if args.config_action == "example" else render_key_tables()
     # UTF-8 whatever the locale says: the example becomes a config file, which syncd reads as UTF-8.
     sys.stdout.buffer.write(text.encode("utf-8"))
@@ -201,8 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Provision Hybridbox mailboxes for new hires from LDAP, Active Directory or "
         "an HR CSV export.",
         epilog="Exit codes: 0 ok, 1 some people failed, 2 status too old, 65 bad input data, "
-        "69 service unavailable, 75 temporary failure (guard, lock), 77 not authorized, "
-        "78 configuration error.",
+        "69 service unavailable, 75 temporary failure (guard, lock, full disk), "
+        "77 not authorized, 78 configuration error, 141 output pipe closed.",
     )
     parser.add_argument(
         "-c",
@@ -231,6 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--format", **fmt)  # type: ignore[arg-type]
     plan.add_argument(
         "--summary", action="store_true", help="print only the counts, not one line per person"
+    )
+    plan.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when apply would create, retry or rename anything (or finish an "
+        "interrupted cycle's creates), 0 when not (exit 75 when a guard would refuse the "
+        "cycle, with or without --check)",
     )
     apply = add("apply", cmd_apply, "run one sync cycle now")
     apply.add_argument(
@@ -300,6 +382,12 @@ def _add_config_command(config: argparse.ArgumentParser) -> None:
         actions.add_parser(name, help=help_text, description=description)
 
 
+# The commands that use the Hybridbox token, and those that read the source (and so an LDAP bind
+# password): each checks those secrets at its start, even when it then contacts nothing (`apply`
+# with nobody new, `validate --offline`), so a leaked or broken secret cannot go unnoticed.
+TOKEN_COMMANDS = frozenset({"validate", "apply", "run", "adopt"})
+SOURCE_COMMANDS = frozenset({"validate", "plan", "apply", "run", "adopt"})
+
 # What a Unix tool killed by SIGPIPE reports (128 + 13); syncd keeps SIGPIPE ignored, as Python
 # does, because a write to a closed LDAP or Hybridbox socket must be an error, not a death.
 EX_CLOSED_PIPE = 128 + 13
@@ -363,6 +451,13 @@ def _closed_pipe() -> int:
     return EX_CLOSED_PIPE
 
 
+def _warn_about_config_file(config: Config) -> None:
+    """A warning on stderr and, as a ``config.insecure`` event, in the log file; not a refusal."""
+    for warning in config_file_warnings(config):
+        print(f"syncd: warning: {warning}", file=sys.stderr)
+        log_to_files("config.insecure", logging.WARNING, path=config.origin, reason=warning)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_index(argv)
@@ -376,6 +471,12 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         config = load_config(args.config)
         setup_logging(config.logging)
+        _warn_about_config_file(config)
+        check_secrets(
+            config,
+            hybridbox=args.command in TOKEN_COMMANDS,
+            source=args.command in SOURCE_COMMANDS,
+        )
         code = int(args.handler(config, args))
     except SyncdError as exc:
         # A clean message on the terminal; the same, as an event, in the log file.

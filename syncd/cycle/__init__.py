@@ -17,10 +17,25 @@ It sits above the source, the state, Hybridbox and the address rules, and knows 
 its public face.
 """
 
-from syncd.cycle._adopt import adopt
+from typing import TYPE_CHECKING
+
 from syncd.cycle._engine import run_cycle, summary
 from syncd.cycle._plan import Plan
 from syncd.cycle._run import CycleOptions, CycleReporter, CycleResult, new_cycle_id
+
+if TYPE_CHECKING:
+    from syncd.cycle._adopt import adopt
+
+
+def __getattr__(name: str) -> object:
+    # `syncd adopt` loads httpx to list Hybridbox's mailboxes; a cycle with nothing to send never
+    # does, so adopt is imported on first use.
+    if name == "adopt":
+        from syncd.cycle._adopt import adopt
+
+        return adopt
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CycleOptions",

@@ -7,6 +7,13 @@ run never mass-creates existing staff. Matching is conservative:
 2. then by name: first and last name equal (case-insensitive), and only when exactly one person
    and exactly one mailbox have that name. Ambiguous names are reported and left alone.
 
+A mailbox at a reserved local part (a role address such as ``postmaster@`` or ``admin@``, or one
+of ``addresses.reserved``) is never matched to anyone: it is the domain's, not a person's, and a
+person's mailbox is listed as a leaver's one day.
+
+This is the only way syncd takes over a mailbox it did not create (``apply`` adopts on its own
+only what its intent journal says it sent: see :mod:`syncd.cycle._outcomes`).
+
 Matched people are recorded as ``adopted``; every other existing address is recorded as taken so
 that syncd never issues it. People are *not* recorded here, so the next ``apply`` still counts the
 unmatched ones as first seen and the create guards still apply to them.
@@ -19,6 +26,7 @@ import sqlite3
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
+from syncd import addresses
 from syncd.config import Config
 from syncd.cycle._connect import connect
 from syncd.cycle._run import new_cycle_id
@@ -89,9 +97,11 @@ def _adopt(config: Config, dry_run: bool) -> AdoptReport:
             "AND s.disabled = 0"
         )
         already = {row["address"] for row in state.query("SELECT address FROM addresses")}
-        matches = _match_by_address(people, existing, already)
+        # Role mailboxes are never a person's, whatever the source's email or name says.
+        not_theirs = already | _reserved_mailboxes(config, existing)
+        matches = _match_by_address(people, existing, not_theirs)
         report.by_address = len(matches)
-        _match_by_name(people, existing, already, matches, report)
+        _match_by_name(people, existing, not_theirs, matches, report)
         matched_addresses = {m.primary_email.lower() for m in matches.values()}
         unmatched = [a for a in existing if a not in matched_addresses and a not in already]
         report.unmatched_mailboxes = len(unmatched)
@@ -111,6 +121,21 @@ def _adopt(config: Config, dry_run: bool) -> AdoptReport:
     finally:
         client.close()
         state.close()
+
+
+def _reserved_mailboxes(config: Config, existing: dict[str, Mailbox]) -> set[str]:
+    """The addresses of existing mailboxes at a reserved local part (``postmaster@``,
+    ``admin@``, ``addresses.reserved``): they stay the domain's, recorded as taken."""
+    reserved = addresses.reserved_local_parts(config.addresses.reserved)
+    found = {address for address in existing if address.partition("@")[0] in reserved}
+    for address in sorted(found):
+        event(
+            log,
+            "adopt.reserved",
+            address=address,
+            outcome="a role address: never matched to a person, recorded as taken",
+        )
+    return found
 
 
 def _match_by_address(

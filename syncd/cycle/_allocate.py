@@ -17,14 +17,19 @@ the latter records its earlier holder in ``address_history`` (see :meth:`Allocat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
 from syncd import addresses
 from syncd.config import Config
+from syncd.logs import event, get_logger
 from syncd.model import Person
 from syncd.state import State
+
+# The provisioner's logger: operators filter on the name, and allocating is part of provisioning.
+log = get_logger("syncd.provision")
 
 # At most this many address candidates per person are checked in one query while allocating.
 ALLOCATE_LOOKAHEAD_MAX = 16
@@ -56,12 +61,21 @@ W = TypeVar("W", bound=Wanting)
 class Allocator:
     """Address allocation for one cycle (its memory is only valid within the cycle)."""
 
-    def __init__(self, config: Config, state: State, now: datetime) -> None:
+    def __init__(
+        self, config: Config, state: State, now: datetime, *, remember_all: bool = False
+    ) -> None:
         self.config = config
+        # ``syncd plan`` writes nothing to the state, so what it issued is known only here:
+        # it must never forget (apply's intents are in the state, which the queries ask).
+        self.remember_all = remember_all
         self.state = state
         self.now = now
         self.domain = config.hybridbox.domain.lower()
-        self.candidates = addresses.CandidateSource(config.addresses)
+        self.candidates = addresses.CandidateSource(
+            config.addresses, on_reserved=self._left_out_reserved
+        )
+        # (anchor, local part) of the reserved candidates already logged in this cycle.
+        self._told_reserved: set[tuple[str, str]] = set()
         # Local parts known taken in this cycle (issued by it, or found taken in the state).
         self._known_taken: set[str] = set()
         # Local parts the state knows whose reservation ended (issuing one records its history).
@@ -74,6 +88,29 @@ class Allocator:
     def note_taken(self, local_part: str) -> None:
         """Hybridbox says someone else holds this address: never offer it in this cycle."""
         self._known_taken.add(local_part)
+
+    def _left_out_reserved(self, person: Person, local_part: str, *, kept: bool = False) -> None:
+        """Say once per person and cycle why a candidate was skipped: it is reserved."""
+        told = (person.anchor, local_part)
+        if told in self._told_reserved:
+            return
+        self._told_reserved.add(told)
+        event(
+            log,
+            "address.reserved",
+            anchor=person.anchor,
+            local_part=local_part,
+            reason=(
+                "a role address (RFC 2142 and the like)"
+                if addresses.is_role_local_part(local_part)
+                else "in addresses.reserved"
+            ),
+            action=(
+                "issued before it was reserved and never created: taking the next candidate"
+                if kept
+                else "skipped: never issued to a person"
+            ),
+        )
 
     def reissued(self, issued: Iterable[str]) -> list[str]:
         """Which of these just issued local parts had an earlier holder whose reservation
@@ -100,7 +137,13 @@ class Allocator:
         candidate taken) are returned, still without one."""
         in_batch: set[str] = set()
         waiting: list[tuple[W, Iterator[str]]] = []
+        reserved = self.candidates.reserved
         for item in batch:
+            if item.local_part and item.local_part in reserved:
+                # Issued before it was reserved (an older syncd, or addresses.reserved grew)
+                # and never created: it is not sent; the person gets their next candidate.
+                self._left_out_reserved(item.person, item.local_part, kept=True)
+                item.local_part = None
             if item.local_part:
                 in_batch.add(item.local_part)  # a retry keeps the address issued to it
             else:
@@ -111,7 +154,7 @@ class Allocator:
             hopeless = self._allocate_asking(waiting, in_batch)
         known_taken = self._known_taken
         known_taken |= in_batch
-        if len(known_taken) > KNOWN_TAKEN_MAX:
+        if len(known_taken) > KNOWN_TAKEN_MAX and not self.remember_all:
             # Only a shortcut: everything in it is in the state too (committed with the
             # intents), where the queries find it. Bounded, a 1M first run stays small.
             known_taken.clear()
@@ -209,3 +252,34 @@ class Allocator:
             )  # fmt: skip
         self._reissued.update(known.free_again)  # their history is kept when issued again
         return set(known.taken)
+
+
+@dataclass(slots=True)
+class _Wish:
+    """A person in ``syncd plan``'s dry allocation (a :class:`Wanting`, like apply's items)."""
+
+    person: Person
+    local_part: str | None = None
+    excluded: frozenset[str] = frozenset()
+
+
+def preview_addresses(
+    config: Config, state: State, now: datetime, people: Sequence[tuple[Person, str | None]]
+) -> dict[str, str | None]:
+    """The local part ``apply`` would send each person with, by anchor (None: every candidate
+    is taken), chosen as it chooses them: the same allocator against what the state has issued,
+    in the same order and batches, but with nothing written. Provisional: Hybridbox may still
+    report one taken, and apply then takes the person's next free candidate.
+
+    ``people`` are the creates and retries in the order apply sends them, each with the address
+    already issued to them (a retry keeps it).
+    """
+    allocator = Allocator(config, state, now, remember_all=True)
+    allocator.preload(len(people))
+    size = config.hybridbox.batch_size
+    chosen: dict[str, str | None] = {}
+    for start in range(0, len(people), size):
+        batch = [_Wish(person, local_part) for person, local_part in people[start : start + size]]
+        allocator.allocate(batch)
+        chosen.update((wish.person.anchor, wish.local_part) for wish in batch)
+    return chosen

@@ -45,14 +45,17 @@ WHERE p.anchor IS NULL OR p.digest != s.digest OR m.anchor IS NULL
    OR m.state NOT IN ('created', 'adopted')
    OR m.first_name IS NOT s.first_name OR m.last_name IS NOT s.last_name
 """
+# Their locator is in temp.located when the read was asked for it (``syncd plan`` shows it);
+# apply's is empty, and the planner does not need it.
 _UNCHANGED_CANDIDATES = """
 SELECT p.anchor, p.first_name, p.last_name, p.email, p.start_date, p.disabled, p.digest,
-       '' AS origin, p.digest AS known_digest, m.state, m.local_part, m.mailbox_id,
-       m.first_name AS mailbox_first, m.last_name AS mailbox_last, m.attempts,
+       coalesce(l.origin, '') AS origin, p.digest AS known_digest, m.state, m.local_part,
+       m.mailbox_id, m.first_name AS mailbox_first, m.last_name AS mailbox_last, m.attempts,
        m.next_attempt_at, m.failed_digest, b.first_pos AS seq
 FROM temp.matched b
 JOIN people p ON p.block = b.id{open}
 LEFT JOIN mailboxes m ON m.anchor = p.anchor
+LEFT JOIN temp.located l ON l.anchor = p.anchor
 WHERE p.anchor NOT IN (SELECT anchor FROM temp.seen)
 """
 
@@ -178,6 +181,26 @@ def plan_and_queue(state: State, policy: Policy, today: date, now: datetime) -> 
                 queued.clear()
     conn.executemany(insert, queued)
     return result
+
+
+def plan_in_full(
+    state: State, policy: Policy, today: date, now: datetime
+) -> tuple[Plan, list[tuple[Person, str | None]]]:
+    """``syncd plan``: every decision kept, and the people to create or retry in the order
+    ``apply`` would send them (creates and retries mixed, in read order, as
+    :func:`plan_and_queue` queues them), each with the address already issued to them, if any."""
+    result = Plan()
+    sending: list[tuple[Person, str | None]] = []
+    for row in _rows(state, _candidates_sql(state, policy)):
+        known = _known_from_row(row)
+        person = _person_from_row(row)
+        action = plan_person(person, known, policy, today, now)
+        if action is None:
+            continue
+        result.add(action)
+        if action.kind in (Kind.CREATE, Kind.RETRY):
+            sending.append((person, known.local_part if known else None))
+    return result, sending
 
 
 def queued_creates(state: State) -> Iterator[tuple[Person, str | None]]:

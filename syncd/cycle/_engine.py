@@ -20,17 +20,18 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from syncd.config import Config
+from syncd.cycle._allocate import preview_addresses
 from syncd.cycle._candidates import (
     OPEN_POLICY_KEY,
-    candidates,
     open_policy,
     plan_and_queue,
+    plan_in_full,
     queued_creates,
     refresh_open,
 )
-from syncd.cycle._plan import GuardInput, Plan, Policy, check_guards, plan
+from syncd.cycle._plan import Change, GuardInput, Plan, Policy, check_guards
 from syncd.cycle._run import CycleOptions, CycleResult, new_cycle_id, today_for
-from syncd.cycle._stage import Staged, record_read, stage_source
+from syncd.cycle._stage import Locate, Staged, preview_transitions, record_read, stage_source
 from syncd.errors import GuardTripped, SyncdError
 from syncd.logs import cycle_context, event, get_logger
 from syncd.model import ReadReport
@@ -60,6 +61,9 @@ def run_cycle(config: Config, options: CycleOptions | None = None) -> CycleResul
 
 
 def _plan_only(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
+    """What ``apply`` would do now, from a read-only state: decisions, the addresses it would
+    choose, what the read changes about people, and the guards' verdict. Only temp tables
+    (the connection's own, never in the file) are written."""
     started = time.monotonic()
     now = utcnow()
     path = config.state.path
@@ -67,12 +71,25 @@ def _plan_only(config: Config, options: CycleOptions, cycle_id: str) -> CycleRes
     try:
         source = open_source(config)
         report = ReadReport()
-        # A state from an older syncd is not migrated by a dry run: read it without blocks.
-        staged = stage_source(state, source, report, options.heartbeat, use_blocks=state.current)
-        result = CycleResult(cycle_id, "plan", now, report, Plan())
         policy = Policy.from_config(config)
-        result.plan = plan(candidates(state, policy), policy, today_for(options, now), now)
-        result.counts = _plan_counts(staged, report, result.plan)
+        # A state from an older syncd is not migrated by a dry run: read it without blocks.
+        staged = stage_source(
+            state,
+            source,
+            report,
+            options.heartbeat,
+            use_blocks=state.current,
+            locate=_blocks_to_locate(state, policy),
+        )
+        the_plan, sending = plan_in_full(state, policy, today_for(options, now), now)
+        the_plan.addresses = preview_addresses(config, state, now, sending)
+        # An older state has no blocks to tell who is missing; apply migrates it, then tells.
+        the_plan.lifecycle = preview_transitions(state, report, policy) if state.current else []
+        result = CycleResult(cycle_id, "plan", now, report, the_plan)
+        result.counts = _plan_counts(staged, report, the_plan)
+        result.counts["unchecked_first_run"] = int(
+            bool(the_plan.create_count) and _first_run(state)
+        )
         result.message = "; ".join(
             _guard_reasons(config, state, staged, report, result.plan, options)
         )
@@ -82,7 +99,27 @@ def _plan_only(config: Config, options: CycleOptions, cycle_id: str) -> CycleRes
         state.close()
 
 
+def _blocks_to_locate(state: State, policy: Policy) -> Locate:
+    """The unchanged blocks whose people plan may list, so that it can say where they are: those
+    holding someone ``open``, or all when the open flags were computed under another policy
+    (then the planner looks at everyone; see candidates)."""
+    if state.path is None or not state.current:
+        return frozenset()
+    if state.get_meta(OPEN_POLICY_KEY) != open_policy(policy):
+        return "all"
+    return state.open_blocks()
+
+
+def _first_run(state: State) -> bool:
+    """No mailbox in the state and no adopt baseline: apply would first check that the domain
+    has no mailboxes yet (a Hybridbox call, which plan does not make)."""
+    return state.path is None or (
+        not state.has_any_mailbox() and state.get_meta("baseline") is None
+    )
+
+
 def _plan_counts(staged: Staged, report: ReadReport, the_plan: Plan) -> dict[str, int]:
+    changes = [transition.change for transition in the_plan.lifecycle]
     return {
         "read": report.read,
         "rejected": report.rejected,
@@ -95,6 +132,12 @@ def _plan_counts(staged: Staged, report: ReadReport, the_plan: Plan) -> dict[str
         "waiting": the_plan.waiting,
         "quarantined": the_plan.quarantined,
         "unresolved": the_plan.unresolved,
+        # Creates and retries that would find every address candidate taken (quarantined).
+        "no_address": sum(local_part is None for local_part in the_plan.addresses.values()),
+        "missing": changes.count(Change.MISSING),
+        "new_leavers": changes.count(Change.LEAVER),
+        "returned": changes.count(Change.RETURNED),
+        "name_changes": changes.count(Change.NAME_CHANGED),
     }
 
 
@@ -231,7 +274,7 @@ def _apply_cycle(
         the_plan = result.plan = _guarded_plan(
             config, options, state, hybridbox, staged, report, policy, now
         )
-        _record_and_apply(state, hybridbox, report, the_plan, now)
+        _record_and_apply(state, hybridbox, report, the_plan, policy, now)
         refresh_open(state, policy)
         hybridbox.record_check(state)
         result.totals = state.totals(config.sync.leaver_after_missing)
@@ -283,16 +326,33 @@ def _guarded_plan(
 
 
 def _record_and_apply(
-    state: State, hybridbox: _Hybridbox, report: ReadReport, the_plan: Plan, now: datetime
+    state: State,
+    hybridbox: _Hybridbox,
+    report: ReadReport,
+    the_plan: Plan,
+    policy: Policy,
+    now: datetime,
 ) -> None:
-    """Record the read, then create and rename on Hybridbox what the plan says."""
+    """Record the read (which logs what it changed about people), then create and rename on
+    Hybridbox what the plan says."""
     to_create = the_plan.create_count + the_plan.retry_count
     if to_create or the_plan.renames:
         hybridbox.provisioner(state)  # the token is checked before the read is recorded
-    record_read(state, report, now)
+    record_read(state, report, now, policy)
     if to_create:
         hybridbox.provisioner(state).create(queued_creates(state), to_create)
-    if the_plan.renames:
+    if the_plan.renames and not report.complete:
+        # A cut-off or doubtful read may hold a spliced row: its names are no better than its
+        # presence. The people stay open, so the next complete read makes the renames it still
+        # finds due.
+        event(
+            log,
+            "rename.deferred",
+            logging.WARNING,
+            count=len(the_plan.renames),
+            reason="incomplete read",
+        )
+    elif the_plan.renames:
         hybridbox.provisioner(state).rename(the_plan.renames)
 
 

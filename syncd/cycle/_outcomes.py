@@ -53,37 +53,59 @@ class Outcomes:
     def settle(self, item: Item, mailbox: Mailbox | None, *, origin: str) -> bool:
         """Record what a lookup found for an item. True when it still needs to be sent.
 
+        ``origin`` says why it was looked up. ``intent`` (an interrupted cycle's intent) and
+        ``lookup`` (a request that got no answer): our request for this person at this address
+        was sent, or may have been, so a mailbox there with their names is the one it created.
+        ``taken`` (Hybridbox answered that the address is taken): our request created nothing,
+        so a mailbox there with their names is theirs only when the journal says an earlier
+        request of ours for them at this address went unanswered. Otherwise it is a namesake's
+        (made by hand, or before an older state was restored): taken, never recorded as theirs,
+        since a mailbox recorded as a person's is listed as a leaver's one day, for deletion.
+        Only ``syncd adopt`` takes existing mailboxes over, on purpose.
+
         Must be called inside a transaction.
         """
         assert item.local_part is not None
-        if mailbox is not None and _same_person(mailbox, item.person):
-            if origin == "intent":
-                # The interrupted request did reach Hybridbox: record it, never send it again.
-                event(
-                    log,
-                    "intent.resolved",
-                    anchor=item.person.anchor,
-                    address=self.journal.address(item.local_part),
-                    found="this person's mailbox",
-                    outcome="recorded as created",
-                )
-            self.created([(item, mailbox)], adopted=origin == "taken")
+        anchor, local_part = item.person.anchor, item.local_part
+        same_name = mailbox is not None and _same_person(mailbox, item.person)
+        if same_name and (origin != "taken" or self.journal.sent_unanswered(anchor, local_part)):
+            assert mailbox is not None
+            self._found_ours(item, mailbox, origin)
             return False
-        if mailbox is not None:
-            self._collision(item)
+        if mailbox is None:
+            # A request that got no answer may still land: remembered with the address.
+            self.journal.pending(anchor, unanswered=origin != "taken")
+            found = "nothing"
         else:
-            self.journal.pending(item.person.anchor)
+            self._collision(item, mailbox, namesake=same_name)
+            found = "a namesake's mailbox syncd never sent" if same_name else "other person"
         event(
             log,
             "intent.resolved" if origin == "intent" else "mailbox.lookup",
-            anchor=item.person.anchor,
-            address=self.journal.address(item.local_part),
-            found="other person" if mailbox is not None else "nothing",
+            anchor=anchor,
+            address=self.journal.address(local_part),
+            found=found,
             outcome="will be created",
         )
         if mailbox is not None:
             item.local_part = None
         return True
+
+    def _found_ours(self, item: Item, mailbox: Mailbox, origin: str) -> None:
+        """Record the mailbox a request of ours for this person created (see ``settle``)."""
+        if origin != "lookup":
+            event(
+                log,
+                "intent.resolved" if origin == "intent" else "mailbox.lookup",
+                anchor=item.person.anchor,
+                address=self.journal.address(item.local_part or ""),
+                # The interrupted request did reach Hybridbox: record it, never send it again.
+                found="this person's mailbox"
+                if origin == "intent"
+                else "this person's mailbox, from an earlier request of syncd's without answer",
+                outcome="recorded as created" if origin == "intent" else "recorded as adopted",
+            )
+        self.created([(item, mailbox)], adopted=origin == "taken")
 
     def created(self, done: list[tuple[Item, Mailbox]], *, adopted: bool = False) -> None:
         """Record created (or adopted) mailboxes: one statement for the lot, one line each."""
@@ -117,16 +139,33 @@ class Outcomes:
             ],
         )
 
-    def _collision(self, item: Item) -> None:
-        """The address belongs to someone else on Hybridbox: never offer it again."""
+    def _collision(self, item: Item, mailbox: Mailbox, *, namesake: bool = False) -> None:
+        """The address belongs to someone else on Hybridbox: never offer it again.
+
+        ``namesake``: the mailbox there has this person's names but is none of syncd's
+        requests; worth a warning (after an older state was restored it may be theirs, and
+        README's recovery section says what to do)."""
         local_part = item.local_part or ""
         self.allocator.note_taken(local_part)
         self.journal.collision(item.person.anchor, local_part)
+        if not namesake:
+            event(
+                log,
+                "address.collision",
+                anchor=item.person.anchor,
+                address=self.journal.address(local_part),
+                action="trying the next candidate",
+            )
+            return
         event(
             log,
-            "address.collision",
+            "address.taken_by_other",
+            logging.WARNING,
             anchor=item.person.anchor,
             address=self.journal.address(local_part),
+            mailbox_id=mailbox.id,
+            reason="a mailbox with this person's names that syncd never sent a request for "
+            "(made by hand, or before an older state was restored): not recorded as theirs",
             action="trying the next candidate",
         )
 

@@ -34,6 +34,10 @@ BACKOFF = (
     timedelta(hours=24),
 )
 BACKOFF_AFTER = timedelta(days=1)
+# The day numbers of date.min and date.max: date arithmetic is clamped to them, never overflows.
+_FIRST_DAY = date.min.toordinal()
+_LAST_DAY = date.max.toordinal()
+_SECONDS_A_DAY = 86_400
 
 
 class Kind(StrEnum):
@@ -65,12 +69,16 @@ class Known:
 class Policy:
     provision_days_before: int = 7
     update_names: bool = False
+    # Complete reads a person must miss to count as a leaver (``sync.leaver_after_missing``):
+    # the planner does not read it, but the read's lifecycle lines do (see Transition).
+    leaver_after_missing: int = 3
 
     @classmethod
     def from_config(cls, config: Config) -> Policy:
         return cls(
             provision_days_before=config.sync.provision_days_before,
             update_names=config.sync.update_names,
+            leaver_after_missing=config.sync.leaver_after_missing,
         )
 
 
@@ -85,10 +93,18 @@ class Action:
 
 
 def due_date(person: Person, policy: Policy) -> date | None:
-    """The day from which a mailbox may be created, or None when there is no start date."""
+    """The day from which a mailbox may be created, or None when there is no start date.
+
+    Done on day numbers and clamped to date.min..date.max: ``date - timedelta`` raises
+    OverflowError below 0001-01-01 (a placeholder start date that reached the state before the
+    readers refused it, or a huge provision_days_before), and one such person made every cycle
+    fail, so that nobody else was provisioned again. A window that opens before the first
+    possible day is simply open.
+    """
     if person.start_date is None:
         return None
-    return person.start_date - timedelta(days=policy.provision_days_before)
+    day = person.start_date.toordinal() - policy.provision_days_before
+    return date.fromordinal(min(max(day, _FIRST_DAY), _LAST_DAY))
 
 
 def plan_person(
@@ -130,6 +146,40 @@ def plan_person(
     raise ValueError(f"unknown mailbox state {state!r} for {person.anchor}")
 
 
+class Change(StrEnum):
+    """What a read changes about a person, beyond their mailbox (logged as ``person.<value>``)."""
+
+    MISSING = "missing"  # first absence from a complete read
+    LEAVER = "leaver"  # missing from leaver_after_missing complete reads, or disabled
+    RETURNED = "returned"  # seen again after missing, or enabled again after being a leaver
+    NAME_CHANGED = "name_changed"  # first or last name differ from the last read's
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One person's :class:`Change` in a read, found in SQL from the staged and missing people
+    (:func:`syncd.cycle._stage.record_read`): ``apply`` logs it once, ``plan`` lists it."""
+
+    change: Change
+    anchor: str
+    first_name: str
+    last_name: str
+    # The mailbox's address, or the one issued to a create still pending; None without either.
+    address: str | None = None
+    # Where the record is in this read (None for the missing, who are not in it).
+    locator: str | None = None
+    # LEAVER: "missing" or "disabled"; RETURNED: what they were ("missing" or "disabled").
+    reason: str | None = None
+    # Complete reads missed: after this read (MISSING, LEAVER), before it (RETURNED).
+    missing: int = 0
+    # NAME_CHANGED: the names of the last read, and whether the mailbox will carry the new ones
+    # (sync.update_names, or no mailbox yet). RETURNED: whether the record is disabled now.
+    old_first: str | None = None
+    old_last: str | None = None
+    applied: bool = False
+    disabled: bool = False
+
+
 @dataclass(slots=True)
 class Plan:
     """The decisions of one cycle, in source order within each list.
@@ -152,6 +202,17 @@ class Plan:
     unresolved: int = 0
     # Creates for people first seen in this read: what the create guards count.
     new_creates: int = 0
+    # ``syncd plan`` only: the local part each create and retry would be sent with, by anchor,
+    # chosen as apply chooses it (None: every candidate is taken); and what the read changes
+    # about people (apply logs these instead).
+    addresses: dict[str, str | None] = field(default_factory=dict)
+    lifecycle: list[Transition] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        """What apply would change on Hybridbox (``plan --check``): creates, retries, renames,
+        and the intents an interrupted cycle left, which it looks up and finishes."""
+        return self.create_count + self.retry_count + len(self.renames) + self.unresolved
 
     def add(self, action: Action) -> None:
         if action.kind is Kind.CREATE:
@@ -219,14 +280,20 @@ def after_failure(
     """
     attempts = attempts_before + 1
     since = first_failed_at or now
+    # In seconds, not timedelta(days=quarantine_days), which overflows past 999,999,999 days
+    # (the setting has no upper bound).
     if (
         permanent
         or attempts >= quarantine_attempts
-        or now - since >= timedelta(days=quarantine_days)
+        or (now - since).total_seconds() >= quarantine_days * _SECONDS_A_DAY
     ):
         return FailureDecision("quarantined", attempts, None)
     delay = BACKOFF[attempts - 1] if attempts <= len(BACKOFF) else BACKOFF_AFTER
-    return FailureDecision("failed", attempts, now + delay)
+    try:
+        next_attempt = now + delay
+    except OverflowError:  # only a clock at the end of time gets here; never crash on it
+        next_attempt = datetime.max.replace(tzinfo=now.tzinfo)
+    return FailureDecision("failed", attempts, next_attempt)
 
 
 # --------------------------------------------------------------------------------------- guards

@@ -70,8 +70,20 @@ class CycleResult:
 
     @property
     def outcome(self) -> str:
-        """``ok``, or ``partial`` when some people failed (exit code 1)."""
+        """``ok``; ``partial`` when some people failed (exit code 1); ``stopped`` when a stop
+        request (SIGTERM to the daemon) cut the cycle short: the batch in flight was finished and
+        recorded, the people not reached are left for the next cycle (failures, if any, are in
+        the counts)."""
+        if self.stopped_early:
+            return "stopped"
         return "partial" if self.counts.get("failed", 0) else "ok"
+
+    @property
+    def ran_to_end(self) -> bool:
+        """Whether everyone due was attempted (``ok`` or ``partial``): only such a cycle is a
+        success for ``status.json``'s ``last_success``; a stopped one is neither that nor an
+        error."""
+        return not self.stopped_early
 
 
 def today_for(options: CycleOptions, now: datetime) -> date:

@@ -24,6 +24,11 @@ applied read:
 So the people of a block that matches are present and unchanged, and a person who is neither in
 a matching block nor staged is not in this read. Since a stored block's people were all present
 when it was stored, they all have ``missing_count`` 0.
+
+That is also why what a read changes about people (missing, leaver, returned, renamed in the
+source: :class:`~syncd.cycle._plan.Transition`) is found among the staged and the unseen people
+alone, in SQL, before :func:`record_read` writes the read; ``syncd plan`` lists the same
+(:func:`preview_transitions`) and asks for the locators of the unchanged people it may list.
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ import logging
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Literal
 
+from syncd.cycle._plan import Change, Policy, Transition
 from syncd.logs import clear_progress_bar, event, get_logger, progress_bar
 from syncd.model import Person, ReadReport
 from syncd.source import Record, Source
@@ -74,6 +81,11 @@ class Staged:
     unchanged_blocks: int = 0
 
 
+# The unchanged blocks whose records' locators are wanted (``syncd plan`` shows where each person
+# it lists is in this read): the ids of some stored blocks, or every one.
+Locate = Set[int] | Literal["all"]
+
+
 @dataclass(slots=True)
 class _Stager:
     conn: sqlite3.Connection
@@ -81,12 +93,15 @@ class _Stager:
     report: ReadReport
     stored: dict[str, StoredBlock]
     key: bytes
+    locate: Locate = frozenset()
     # People in the last complete read: the likely size of this one, for the progress lines.
     expected: int = 0
     staged: Staged = field(default_factory=Staged)
     rows: list[tuple[object, ...]] = field(default_factory=list)
     matched: list[tuple[object, ...]] = field(default_factory=list)
     new_blocks: list[tuple[object, ...]] = field(default_factory=list)
+    # (anchor, locator) of the records of the unchanged blocks in ``locate``.
+    located: list[tuple[str, str]] = field(default_factory=list)
     # Heads of every block of this read: a block is named by its head, so only the first block
     # with a given head may be kept (a later one starts with a repeated anchor).
     heads: set[str] = field(default_factory=set)
@@ -162,6 +177,8 @@ class _Stager:
             )
             self.staged.unchanged += len(block) - len(stored.rejects)
             self.staged.unchanged_blocks += 1
+            if self.locate == "all" or stored.id in self.locate:
+                self.locate_people(block, stored.rejects)
             return
         rejects: list[str] = []
         rows = self.rows
@@ -190,6 +207,16 @@ class _Stager:
             (number, head, digest, len(block), ",".join(rejects) or None, int(dirty))
         )
 
+    def locate_people(self, block: list[Record], rejects: tuple[int, ...]) -> None:
+        """Note where the people of an unchanged block are in this read: where they are now,
+        not where they were (rows above them may have come or gone)."""
+        origin = self.source.origin
+        self.located += [
+            (record[0], origin(record))
+            for index, record in enumerate(block)
+            if index not in rejects
+        ]
+
     def flush(self) -> None:
         self.conn.executemany(
             "INSERT INTO temp.staged VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.rows
@@ -204,11 +231,13 @@ def stage_source(
     heartbeat: Callable[[], None] | None = None,
     *,
     use_blocks: bool = True,
+    locate: Locate = frozenset(),
 ) -> Staged:
     """Read the source; stage the people of changed blocks in ``temp.seen``.
 
     With ``use_blocks=False`` every accepted person is staged (``syncd adopt`` wants them all).
-    Later records with an anchor already seen are rejected (the first record wins).
+    Later records with an anchor already seen are rejected (the first record wins). The
+    locators of the people of the unchanged blocks in ``locate`` go to ``temp.located``.
     """
     conn = state.conn
     _create_stage_tables(conn)
@@ -216,12 +245,15 @@ def stage_source(
     # The signature keys the block digests: blocks read under other settings never match.
     key = hashlib.blake2b(source.signature().encode(), digest_size=32).digest()
     last = state.last_complete_read() if state.path is not None else None
-    stager = _Stager(conn, source, report, stored, key, expected=last.accepted if last else 0)
+    stager = _Stager(
+        conn, source, report, stored, key, locate, expected=last.accepted if last else 0
+    )
     conn.execute("BEGIN")
     try:
         stager.read(heartbeat)
         conn.executemany("INSERT INTO temp.matched VALUES (?, ?, ?, ?, ?, 0)", stager.matched)
         conn.executemany("INSERT INTO temp.new_blocks VALUES (?, ?, ?, ?, ?, ?)", stager.new_blocks)
+        conn.executemany("INSERT OR IGNORE INTO temp.located VALUES (?, ?)", stager.located)
         # The first record of an anchor wins (ORDER BY anchor, seq + OR IGNORE). Sorted by
         # anchor, temp.seen is clustered like people and mailboxes, so the cycle's joins walk
         # all three in the same order.
@@ -253,7 +285,7 @@ def stage_source(
 
 def _create_stage_tables(conn: sqlite3.Connection) -> None:
     """The empty temp tables a read is staged in (those of an earlier read are dropped)."""
-    for table in ("staged", "seen", "matched", "new_blocks"):
+    for table in ("staged", "seen", "matched", "new_blocks", "located"):
         conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
     conn.execute(f"CREATE TEMP TABLE staged (anchor TEXT, {_PERSON_COLUMNS})")
     conn.execute(
@@ -267,6 +299,7 @@ def _create_stage_tables(conn: sqlite3.Connection) -> None:
         "CREATE TEMP TABLE new_blocks (block_no INTEGER PRIMARY KEY, head TEXT, digest BLOB, "
         "size INTEGER, rejects TEXT, dirty INTEGER NOT NULL)"
     )
+    conn.execute("CREATE TEMP TABLE located (anchor TEXT PRIMARY KEY, origin TEXT) WITHOUT ROWID")
 
 
 def _reject_staged_duplicates(conn: sqlite3.Connection, report: ReadReport) -> None:
@@ -324,18 +357,17 @@ def reject_duplicate(report: ReadReport, anchor: str, origin: str, first: str) -
     )
 
 
-def record_read(state: State, report: ReadReport, now: datetime) -> int:
+def record_read(state: State, report: ReadReport, now: datetime, policy: Policy) -> int:
     """Store what the read found (in one transaction); returns the people rows written.
 
     New and changed people are written, the blocks of the read are kept, and on a complete read
     everyone not in it has their missing counter raised. Nothing is written for the people of
-    unchanged blocks.
+    unchanged blocks. Once it is committed, what it changed about people is logged (see
+    :func:`preview_transitions`): once, since the next read compares with what was stored.
     """
     stamp = iso(now)
     with state.transaction() as conn:
-        for table in ("suspect", "kept", "unseen", "membership"):
-            conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
-        _find_unseen(conn, report)
+        _find_unseen_and_transitions(conn, report, policy)
         _keep_blocks(conn)
         written = _write_changed_people(conn, stamp)
         written += _move_to_kept_blocks(conn)
@@ -351,7 +383,169 @@ def record_read(state: State, report: ReadReport, now: datetime) -> int:
         ).rowcount
         if report.complete:
             written += _count_missing(conn, state, stamp)
+    log_transitions(_transitions(state.conn), policy)
     return written
+
+
+def preview_transitions(state: State, report: ReadReport, policy: Policy) -> list[Transition]:
+    """What :func:`record_read` would log about people for this staged read (``syncd plan``),
+    found by the same queries, with nothing written but temp tables.
+
+    A person's transition is only ever seen on the read that makes it: the missing counters,
+    names and disabled flags it compares with are those the last applied read stored.
+    """
+    _find_unseen_and_transitions(state.conn, report, policy)
+    return _transitions(state.conn)
+
+
+def _find_unseen_and_transitions(
+    conn: sqlite3.Connection, report: ReadReport, policy: Policy
+) -> None:
+    """``temp.suspect``, ``temp.unseen`` (see :func:`_find_unseen`) and ``temp.transitions``,
+    from the state as it was before this read is written."""
+    for table in ("suspect", "kept", "unseen", "membership", "before", "transitions"):
+        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    _find_unseen(conn, report)
+    _find_transitions(conn, report, policy)
+
+
+# The lifecycle transitions of a read (see Transition), in SQL over the few people where they can
+# be: the staged people whose record changed or who were missing (``temp.before``), and the
+# people a complete read did not find (``temp.unseen``). The unchanged blocks' people are never
+# looked at: they were present and unchanged last time, and are so again.
+_BEFORE = """
+CREATE TEMP TABLE before AS
+SELECT s.anchor, s.first_name, s.last_name, s.disabled, s.origin,
+       p.first_name AS old_first, p.last_name AS old_last, p.disabled AS was_disabled,
+       p.missing_count
+FROM temp.seen s CROSS JOIN people p ON p.anchor = s.anchor
+WHERE p.digest != s.digest OR p.missing_count > 0
+"""
+_TRANSITION_COLUMNS = (
+    "rank INTEGER, change TEXT, anchor TEXT, first_name TEXT, last_name TEXT, address TEXT, "
+    "locator TEXT, reason TEXT, missing INTEGER, old_first TEXT, old_last TEXT, "
+    "applied INTEGER, disabled INTEGER"
+)
+# A mailbox ``m`` on Hybridbox (0, not NULL, for a person without a mailbox row), and the address
+# it has or was issued.
+_HAS_MAILBOX = "coalesce(m.state IN ('created', 'adopted'), 0)"
+_ADDRESS = "CASE WHEN m.local_part IS NOT NULL THEN m.local_part || '@' || m.domain END"
+# Listed and logged in this order (then by anchor): missing, leaver, returned, name changed.
+_SEEN_TRANSITIONS = f"""
+INSERT INTO temp.transitions
+SELECT 3, 'returned', b.anchor, b.first_name, b.last_name, {_ADDRESS}, b.origin,
+       CASE WHEN b.missing_count > 0 THEN 'missing' ELSE 'disabled' END, b.missing_count,
+       NULL, NULL, 0, b.disabled
+FROM temp.before b LEFT JOIN mailboxes m ON m.anchor = b.anchor
+WHERE b.missing_count > 0 OR (b.was_disabled AND NOT b.disabled AND {_HAS_MAILBOX})
+UNION ALL
+SELECT 2, 'leaver', b.anchor, b.first_name, b.last_name, {_ADDRESS}, b.origin, 'disabled', 0,
+       NULL, NULL, 0, 1
+FROM temp.before b LEFT JOIN mailboxes m ON m.anchor = b.anchor
+WHERE b.disabled AND NOT b.was_disabled AND {_HAS_MAILBOX} AND b.missing_count < :leaver_after
+UNION ALL
+SELECT 4, 'name_changed', b.anchor, b.first_name, b.last_name, {_ADDRESS}, b.origin, NULL, 0,
+       b.old_first, b.old_last, :rename OR NOT {_HAS_MAILBOX}, b.disabled
+FROM temp.before b LEFT JOIN mailboxes m ON m.anchor = b.anchor
+WHERE b.first_name != b.old_first OR b.last_name != b.old_last
+"""
+# Only a complete read counts anyone as missing; _count_missing then adds the 1 to their
+# counter. A disabled person with a mailbox is a leaver already: missing adds nothing to that.
+_UNSEEN_TRANSITIONS = f"""
+INSERT INTO temp.transitions
+SELECT 1, 'missing', p.anchor, p.first_name, p.last_name, {_ADDRESS}, NULL, NULL, 1,
+       NULL, NULL, 0, p.disabled
+FROM temp.unseen u CROSS JOIN people p ON p.anchor = u.anchor
+LEFT JOIN mailboxes m ON m.anchor = u.anchor
+WHERE p.missing_count = 0
+UNION ALL
+SELECT 2, 'leaver', p.anchor, p.first_name, p.last_name, {_ADDRESS}, NULL, 'missing',
+       p.missing_count + 1, NULL, NULL, 0, 0
+FROM temp.unseen u CROSS JOIN people p ON p.anchor = u.anchor
+LEFT JOIN mailboxes m ON m.anchor = u.anchor
+WHERE p.missing_count + 1 = :leaver_after AND NOT p.disabled AND {_HAS_MAILBOX}
+"""
+
+
+def _find_transitions(conn: sqlite3.Connection, report: ReadReport, policy: Policy) -> None:
+    """``temp.transitions``: what this read changes about people (before it is written)."""
+    params = {"leaver_after": policy.leaver_after_missing, "rename": int(policy.update_names)}
+    conn.execute(_BEFORE)
+    conn.execute(f"CREATE TEMP TABLE transitions ({_TRANSITION_COLUMNS})")
+    conn.execute(_SEEN_TRANSITIONS, params)
+    if report.complete:
+        conn.execute(_UNSEEN_TRANSITIONS, params)
+
+
+def _transitions(conn: sqlite3.Connection) -> list[Transition]:
+    cursor = conn.cursor()
+    cursor.row_factory = None  # plain tuples, whatever the connection's row factory
+    rows = cursor.execute(
+        "SELECT change, anchor, first_name, last_name, address, locator, reason, missing, "
+        "old_first, old_last, applied, disabled FROM temp.transitions ORDER BY rank, anchor"
+    )
+    return [
+        Transition(
+            change=Change(row[0]),
+            anchor=row[1],
+            first_name=row[2],
+            last_name=row[3],
+            address=row[4],
+            locator=row[5],
+            reason=row[6],
+            missing=int(row[7] or 0),
+            old_first=row[8],
+            old_last=row[9],
+            applied=bool(row[10]),
+            disabled=bool(row[11]),
+        )
+        for row in rows
+    ]
+
+
+def log_transitions(transitions: list[Transition], policy: Policy) -> None:
+    """One line per transition: ``person.missing``, ``person.leaver`` (a warning: a mailbox to
+    deal with), ``person.returned``, ``person.name_changed``."""
+    for t in transitions:
+        # The names as two fields, as the export and `syncd leavers` have them (event() takes
+        # its own ``name``: the event's).
+        who: dict[str, Any] = {
+            "anchor": t.anchor,
+            "first_name": t.first_name,
+            "last_name": t.last_name,
+            "address": t.address,
+        }
+        if t.change is Change.MISSING:
+            event(
+                log,
+                "person.missing",
+                **who,
+                missing=t.missing,
+                leaver_after=policy.leaver_after_missing,
+            )
+        elif t.change is Change.LEAVER:
+            missing = t.missing if t.reason == "missing" else None
+            event(log, "person.leaver", logging.WARNING, **who, reason=t.reason, missing=missing)
+        elif t.change is Change.RETURNED:
+            event(
+                log,
+                "person.returned",
+                **who,
+                where=t.locator or None,
+                was=t.reason,
+                missing=t.missing or None,
+                disabled=t.disabled or None,
+            )
+        else:
+            old = f"{t.old_first} {t.old_last}"
+            event(
+                log,
+                "person.name_changed",
+                **who,
+                old=old,
+                where=t.locator or None,
+                applied=t.applied,
+            )
 
 
 def _find_unseen(conn: sqlite3.Connection, report: ReadReport) -> None:

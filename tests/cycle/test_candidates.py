@@ -55,7 +55,7 @@ def read_and_plan(state: State, source: CsvReader) -> Plan:
     stage_source(state, source, report)
     refresh_open(state, POLICY, everyone=True)
     the_plan = plan_and_queue(state, POLICY, TODAY, NOW)
-    record_read(state, report, NOW)
+    record_read(state, report, NOW, POLICY)
     return the_plan
 
 

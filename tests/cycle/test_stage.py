@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from syncd.config import CsvSource, SyncConfig
 from syncd.cycle import _stage as stage
+from syncd.cycle._plan import Policy
 from syncd.cycle._stage import Staged, record_read, stage_source
 from syncd.model import Person, ReadReport, person_digest
 from syncd.source.csv import CsvReader
@@ -74,7 +75,7 @@ def cycle(state: State, source: CsvReader, now: datetime = NOW) -> tuple[Staged,
     """A read as ``syncd apply`` does it: stage, then record (with a run row for the next)."""
     report = ReadReport()
     staged = stage_source(state, source, report)
-    record_read(state, report, now)
+    record_read(state, report, now, Policy())
     run = state.start_run("c", "apply", "test", now)
     state.finish_run(run, complete=int(report.complete), accepted=staged.accepted, outcome="ok")
     return staged, report
@@ -116,7 +117,7 @@ def test_an_unchanged_read_stages_nobody_and_writes_nothing(tmp_path: Path) -> N
     again, report = cycle(state, reader(path))
     assert again.unchanged == again.accepted == 40 and report.complete
     assert staged_anchors(state) == []
-    assert record_read(state, report, NOW) == 0  # no people row changes
+    assert record_read(state, report, NOW, Policy()) == 0  # no people row changes
     check_invariants(state)
 
 
