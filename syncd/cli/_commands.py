@@ -270,6 +270,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
 
 
+AddCommand = Callable[[str, Command | None, str], argparse.ArgumentParser]
+# --format of the commands that print rows.
+FORMATS = ("table", "csv", "json")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="syncd",
@@ -295,7 +300,18 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=handler)
         return command
 
-    fmt = {"choices": ("table", "csv", "json"), "default": "table", "help": "output format"}
+    _add_cycle_commands(add)
+    _add_report_commands(add)
+    _add_config_command(
+        add("config", None, "print the annotated example config or the table of every key")
+    )
+    add("emulator", None, "run the bundled Hybridbox emulator (see `syncd emulator --help`)")
+    return parser
+
+
+def _add_cycle_commands(add: AddCommand) -> None:
+    """The commands that read the source or change something: validate, plan, apply, run,
+    retry, adopt."""
     validate = add(
         "validate",
         cmd_validate,
@@ -303,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--offline", action="store_true", help="do not contact Hybridbox")
     plan = add("plan", cmd_plan, "show what `apply` would do; changes nothing")
-    plan.add_argument("--format", **fmt)  # type: ignore[arg-type]
+    plan.add_argument("--format", choices=FORMATS, default="table", help="output format")
     plan.add_argument(
         "--summary", action="store_true", help="print only the counts, not one line per person"
     )
@@ -323,16 +339,6 @@ def build_parser() -> argparse.ArgumentParser:
         "this read even above the safety limits",
     )
     add("run", cmd_run, "run as a daemon: cycles on the configured schedule (systemd)")
-    status = add(
-        "status",
-        cmd_status,
-        "show the last cycles and totals; exit 2 if the last success is too old",
-    )
-    status.add_argument("--runs", type=int, default=5, help="how many recent runs to show")
-    status.add_argument("--format", choices=("table", "json"), default="table")
-    add(
-        "failures", cmd_failures, "list people whose mailbox could not be created yet"
-    ).add_argument("--format", **fmt)  # type: ignore[arg-type]
     retry = add("retry", cmd_retry, "retry a failed or quarantined person in the next cycle")
     retry.add_argument("anchor", nargs="?", help="the person's anchor (see `syncd failures`)")
     retry.add_argument("--all", action="store_true", help="retry every failed person")
@@ -342,19 +348,27 @@ def build_parser() -> argparse.ArgumentParser:
         "match mailboxes that already exist on Hybridbox to people and record them",
     )
     adopt.add_argument("--dry-run", action="store_true", help="show the matches, record nothing")
-    add(
+
+
+def _add_report_commands(add: AddCommand) -> None:
+    """The commands that only read the state: status, failures, leavers, addresses."""
+    status = add(
+        "status",
+        cmd_status,
+        "show the last cycles and totals; exit 2 if the last success is too old",
+    )
+    status.add_argument("--runs", type=int, default=5, help="how many recent runs to show")
+    status.add_argument("--format", choices=("table", "json"), default="table")
+    failures = add("failures", cmd_failures, "list people whose mailbox could not be created yet")
+    leavers = add(
         "leavers",
         cmd_leavers,
         "people who still have a mailbox but are disabled or gone from the source",
-    ).add_argument("--format", **fmt)  # type: ignore[arg-type]
+    )
     addresses = add("addresses", cmd_addresses, "show who held an address and when")
     addresses.add_argument("address", help="local part or full address")
-    addresses.add_argument("--format", **fmt)  # type: ignore[arg-type]
-    _add_config_command(
-        add("config", None, "print the annotated example config or the table of every key")
-    )
-    add("emulator", None, "run the bundled Hybridbox emulator (see `syncd emulator --help`)")
-    return parser
+    for command in (failures, leavers, addresses):
+        command.add_argument("--format", choices=FORMATS, default="table", help="output format")
 
 
 def _add_config_command(config: argparse.ArgumentParser) -> None:

@@ -297,6 +297,13 @@ def _cycle_lines(status: dict[str, Any], now: datetime) -> list[str]:
     return [*lines, f"next cycle:   {when} ({note})"]
 
 
+# The columns of the recent runs under `syncd status`.
+STATUS_RUN_COLUMNS = (
+    "id", "started_at", "outcome", "complete", "read", "rejected", "created", "adopted",
+    "failed", "pending", "quarantined",
+)  # fmt: skip
+
+
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
     from syncd import service
     from syncd.state import State, parse_iso
@@ -314,8 +321,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         finally:
             state.close()
     last_success = status.get("last_success")
-    max_age = config.health.max_age
-    stale = last_success is None or now - parse_iso(last_success) > max_age
+    stale = last_success is None or now - parse_iso(last_success) > config.health.max_age
     if args.format == "json":
         # ASCII with escapes (json.dumps' default), and DEL escaped too (json_visible).
         text = json.dumps(
@@ -332,52 +338,38 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         )
         print(json_visible(text))
     else:
-        print(f"state:        {path}")
-        print(
-            f"last start:   {status.get('last_start') or 'never'}"
-            f" ({_age(status.get('last_start'), now)})"
-        )
-        print(
-            f"last success: {last_success or 'never'} ({_age(last_success, now)}; "
-            f"max age {max_age})"
-        )
-        for line in _cycle_lines(status, now):
+        for line in _status_lines(config, status, totals, now):
             print(line)
-        error = status.get("last_error")
-        if error:
-            # A message may quote the source or Hybridbox: shown, not acted on by the terminal.
-            message = visible(f"{error.get('at')} {error.get('kind')}: {error.get('message')}")
-            print(f"last error:   {message}")
-        complete = status.get("source_complete")
-        if complete is not None:
-            print(
-                "source:       "
-                + (
-                    "complete"
-                    if complete
-                    else visible(f"INCOMPLETE ({status.get('source_incomplete_reason')})")
-                )
-            )
-        print("totals:       " + " ".join(f"{k}={v}" for k, v in totals.items()))
         if runs:
             print()
-            _print_table(
-                runs,
-                (
-                    "id",
-                    "started_at",
-                    "outcome",
-                    "complete",
-                    "read",
-                    "rejected",
-                    "created",
-                    "adopted",
-                    "failed",
-                    "pending",
-                    "quarantined",
-                ),
-            )
+            _print_table(runs, STATUS_RUN_COLUMNS)
     return EX_STALE if stale else EX_OK
+
+
+def _status_lines(
+    config: Config, status: dict[str, Any], totals: dict[str, Any], now: datetime
+) -> list[str]:
+    """The text of `syncd status` above the table of recent runs."""
+    last_start, last_success = status.get("last_start"), status.get("last_success")
+    lines = [
+        f"state:        {config.state.path}",
+        f"last start:   {last_start or 'never'} ({_age(last_start, now)})",
+        f"last success: {last_success or 'never'} ({_age(last_success, now)}; "
+        f"max age {config.health.max_age})",
+        *_cycle_lines(status, now),
+    ]
+    error = status.get("last_error")
+    if error:
+        # A message may quote the source or Hybridbox: shown, not acted on by the terminal.
+        message = visible(f"{error.get('at')} {error.get('kind')}: {error.get('message')}")
+        lines.append(f"last error:   {message}")
+    complete = status.get("source_complete")
+    if complete is not None:
+        reason = status.get("source_incomplete_reason")
+        source = "complete" if complete else visible(f"INCOMPLETE ({reason})")
+        lines.append(f"source:       {source}")
+    lines.append("totals:       " + " ".join(f"{k}={v}" for k, v in totals.items()))
+    return lines
 
 
 def cmd_failures(config: Config, args: argparse.Namespace) -> int:
