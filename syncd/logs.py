@@ -89,7 +89,10 @@ def owner_note(path: Path) -> str:
     """``"; PATH belongs to root, not to syncd, the user syncd runs as"`` when ``path`` (or the
     directory it would be created in) has another owner than this process; else "". The usual
     cause is a run as root (``sudo syncd apply``) that created a file the service cannot open."""
-    target = path if path.exists() else path.parent
+    try:
+        target = path if path.exists() else path.parent
+    except OSError:  # a directory this user may not enter: its owner is the note
+        target = path.parent
     try:
         owner = target.stat().st_uid
     except OSError:
@@ -440,12 +443,13 @@ def setup_logging(config: LoggingConfig, *, stderr: bool | None = None) -> None:
 
 def _file_handler(path: Path) -> LogFileHandler:
     """The handler of ``logging.file``, or the error that says why it cannot be opened."""
-    if path.is_dir():
-        raise ConfigError(
-            f"at 'logging.file': {path} is a directory",
-            hint=f"give a file name in it, such as {path / 'syncd.log'}",
-        )
     try:
+        # Inside the try: asking is refused too when the directory may not be entered.
+        if path.is_dir():
+            raise ConfigError(
+                f"at 'logging.file': {path} is a directory",
+                hint=f"give a file name in it, such as {path / 'syncd.log'}",
+            )
         path.parent.mkdir(parents=True, exist_ok=True, mode=LOG_DIR_MODE)
         return LogFileHandler(path, encoding="utf-8")
     except OSError as exc:

@@ -271,6 +271,23 @@ def test_a_log_file_that_is_a_directory_names_logging_file(site: Site) -> None:
     assert site.emulator.mailboxes() == []
 
 
+def test_a_log_directory_syncd_may_not_enter_is_a_message_not_a_traceback(site: Site) -> None:
+    # The packaged install's case: /var/log/syncd made by a run as root (0750), then the
+    # service user asks for a log file in it. Roles swapped as above: the directory is nobody's.
+    log_dir = site.root / "logs"
+    log_dir.mkdir(mode=0o700)
+    os.chown(log_dir, 65534, 65534)  # nobody
+    site.configure(logging={"file": str(log_dir / "syncd.log")})
+    site.write_people(people(1))
+    result = as_unprivileged(site, "apply")
+    assert_explained(
+        result,
+        EX_CONFIG,
+        f"at 'logging.file': cannot open the log file {log_dir / 'syncd.log'}: Permission denied",
+        f"{log_dir} belongs to nobody, not to root",
+    )
+
+
 def test_a_metrics_file_that_is_a_directory_names_health_metrics_file(site: Site) -> None:
     metrics = site.root / "metrics"
     metrics.mkdir()
