@@ -238,14 +238,14 @@ def rows_written(before: Path, after: Path) -> int:
 class Emulator:
     """The emulator as a subprocess on a free loopback port, with its admin API."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, *options: str) -> None:
         self.token_file = work / "hybridbox-token"
         self.token_file.write_text("bench-token-" + os.urandom(8).hex() + "\n")
         self.token_file.chmod(0o600)
         self._log = (work / "emulator.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "syncd.emulator", "--port", "0", "--domain", DOMAIN,
-             "--token-file", str(self.token_file)],
+             "--token-file", str(self.token_file), *options],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,

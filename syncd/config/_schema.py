@@ -54,6 +54,9 @@ DEFAULT_CONFIG_PATH = Path("/etc/syncd/syncd.yaml")
 # beyond time_t, a date before year 1, an integer SQLite cannot store.
 MAX_TIMEOUT_S = 3600
 MAX_WAIT_S = 86400
+# Bulk requests in flight: each is a thread and a connection of syncd's, and a server that takes
+# more at once than this from one client is not one whose limits syncd should be probing.
+MAX_IN_FLIGHT = 16
 MAX_PROVISION_DAYS = 3650
 MAX_RESERVE_DAYS = 36500
 MAX_LEAVER_READS = 100_000
@@ -587,6 +590,16 @@ class HybridboxConfig(Section):
         description="Mailboxes per bulk request (1-1000). A server that says a batch is too "
         "large makes syncd halve it for the rest of the cycle.",
         examples=[100],
+    )
+    max_in_flight: int = Field(
+        4,
+        ge=1,
+        le=MAX_IN_FLIGHT,
+        description="Bulk requests outstanding at once (1-"
+        f"{MAX_IN_FLIGHT}; `1`: one after another). syncd starts at this many and follows what "
+        "Hybridbox says: a 429, a 503 or a timeout halves the number, a run of clean answers "
+        "raises it again; a 429 also makes it pace its requests at the rate Hybridbox accepts.",
+        examples=[4],
     )
     page_size: int = Field(
         100, ge=1, le=1000, description="Mailboxes per page when listing (1-1000).", examples=[100]

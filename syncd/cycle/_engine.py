@@ -396,6 +396,7 @@ def _final_counts(
         "scheduled": the_plan.scheduled_count,
         "leavers": totals["leavers"],
         "mailboxes": totals["mailboxes"],
+        "in_flight_max": done.get("in_flight_max", 0),
     }
 
 
@@ -418,6 +419,8 @@ def summary(result: CycleResult) -> None:
         quarantined=c.get("quarantined"),
         scheduled=c.get("scheduled"),
         leavers=c.get("leavers"),
+        # The most bulk requests that were outstanding at once (only when any were sent).
+        in_flight_max=c.get("in_flight_max") or None,
         stopped_early=result.stopped_early or None,
         duration_s=f"{result.duration_s:.2f}",
     )

@@ -7,9 +7,11 @@ The protocol for every bulk call (the *intent journal*):
 2. send the bulk request;
 3. record every item's outcome, committed.
 
-Batches are pipelined (see :meth:`Provisioner.create`): batch N is on the wire while batch N+1 is
-prepared, and one transaction records the outcomes of batch N-1 and journals batch N+1. The
-order per batch is unchanged: intents committed, then sent, then recorded.
+Several batches are in flight at once (see :meth:`Provisioner.create`): as many as the client's
+flow control allows (``hybridbox.max_in_flight`` at most, fewer while Hybridbox asks syncd to slow
+down) are on the wire, each sent by a worker thread, while the next is prepared; one transaction
+records the answers that arrived and journals the next batch. The order per batch is unchanged:
+intents committed, then sent, then recorded.
 
 A crash between 1 and 3 leaves intents behind; the next cycle resolves each one by looking its
 address up on Hybridbox (:meth:`Provisioner.resolve_intents`) before anything new is sent. An
@@ -28,9 +30,9 @@ import contextvars
 import logging
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 
 from syncd.config import Config
@@ -62,6 +64,8 @@ MAX_RESENDS = 3
 PROGRESS_EVERY_S = 5.0
 # Random bytes in a batch id (12 hex digits): a label that tells the batches of a state apart.
 BATCH_ID_BYTES = 6
+# The longest the provisioner waits for an answer without a heartbeat and a progress check.
+HEARTBEAT_S = 1.0
 
 
 class Provisioner:
@@ -118,12 +122,24 @@ class Provisioner:
         if not intents:
             return
         event(log, "intent.resolving", count=len(intents))
-        for intent in intents:
-            person = Person(intent.anchor, intent.first_name, intent.last_name)
-            mailbox = self.client.find_by_address(intent.local_part, self.domain)
-            with self.state.transaction():
-                self.outcomes.settle(Item(person, intent.local_part), mailbox, origin="intent")
-            self._heartbeat()
+        # A crash with several batches in flight leaves several batches of intents: they are
+        # looked up as many at a time as batches would be sent, and settled a batch at a time.
+        context = contextvars.copy_context()  # log lines keep the cycle id
+
+        def look_up(intent: Intent) -> Mailbox | None:
+            # A context is entered by one thread at a time: a copy for each lookup.
+            return context.copy().run(self.client.find_by_address, intent.local_part, self.domain)
+
+        with ThreadPoolExecutor(self.client.flow.limit, thread_name_prefix="syncd-lookup") as pool:
+            for start in range(0, len(intents), self.batch_size):
+                chunk = intents[start : start + self.batch_size]
+                found = list(pool.map(look_up, chunk))
+                with self.state.transaction():
+                    for intent, mailbox in zip(chunk, found, strict=True):
+                        person = Person(intent.anchor, intent.first_name, intent.last_name)
+                        item = Item(person, intent.local_part)
+                        self.outcomes.settle(item, mailbox, origin="intent")
+                self._heartbeat()
 
     # ------------------------------------------------------------------ creates
 
@@ -133,69 +149,102 @@ class Provisioner:
         Each person comes with the local part already issued to them by an earlier cycle (a
         retry keeps its address), or None.
 
-        Pipelined: while batch N is on the wire (a worker thread does its HTTP: the bulk call and
-        any lookups the answer calls for), batch N+1 gets its addresses and, in one transaction,
-        is journaled together with the outcomes of batch N-1; N+1 is sent as soon as N's answer
-        is in, and N's answer is read while N+1 is on the wire. So every batch's intents are
-        committed before it is sent, an answer is recorded one batch later (a crash in between
-        leaves intents, resolved by lookup as always), and there is one commit per batch. The
-        database is only ever used from this thread, the client only from the worker.
+        Up to the flow control's window (``hybridbox.max_in_flight`` at most) of batches are on
+        the wire at once, each sent by a worker thread, and one more is *ready*: its addresses
+        chosen and journaled as intents, to be sent the moment a slot frees. Whenever answers
+        arrive they are read (and the lookups they call for made), then one transaction
+        records them and journals the batches that fill the free slots, so their addresses are
+        chosen knowing every address an answer said was taken. Every batch's intents are
+        committed before it is sent, and a crash anywhere leaves intents that the next start
+        resolves by lookup. The database is only ever used from this thread.
+
+        When a batch's sending fails for good (the retry budget ran out, the token was
+        refused), nothing new is sent, but the answers to the batches still in flight are
+        awaited and recorded before the error is raised: nothing Hybridbox confirmed is lost.
         """
         if not total:
             return
         self.allocator.preload(total)
         queue = Queue((Item(person, local_part) for person, local_part in todo), total)
+        flow = self.client.flow
         started = last_progress = time.monotonic()
-        flight: tuple[list[Item], Future[Answer]] | None = None
-        answered: tuple[list[Item], Answer] | None = None  # not recorded yet
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncd-bulk") as wire:
+        flights: dict[Future[Answer], list[Item]] = {}
+        ready: deque[list[Item]] = deque()  # journaled, waiting for a slot
+        arrived: list[tuple[list[Item], Answer]] = []  # read, not recorded yet
+        failure: Exception | None = None
+        with ThreadPoolExecutor(flow.max_in_flight, thread_name_prefix="syncd-bulk") as wire:
             while True:
-                # A batch already journaled is always sent and recorded, even after a stop
-                # request: it must not be left behind as intents.
-                batch = [] if self._stop_requested() else self._allocate_next(queue)
-                if batch or answered:
-                    self._record_and_journal(answered, batch, queue)
-                    answered = None
-                arrived: tuple[list[Item], Answer] | None = None
-                if flight is not None:
-                    sent, future = flight
-                    flight = None
-                    arrived = (sent, future.result())
-                if batch:
-                    # On the wire before the last answer is read: the server works meanwhile.
+                # A batch already journaled is sent and recorded even after a stop request: it
+                # must not be left behind as intents. Not after a failure: it would fail too.
+                while ready and failure is None and len(flights) < flow.limit:
+                    batch = ready.popleft()
                     context = contextvars.copy_context()  # log lines keep the cycle id
-                    flight = (batch, wire.submit(context.run, self._wire, batch))
-                if arrived is not None:
-                    answered = self._read_answer(*arrived, queue, wire)
-                elif not batch and answered is None and (queue.empty() or self._stop_requested()):
-                    break
+                    flights[wire.submit(context.run, self._wire, batch)] = batch
+                self.counters["in_flight_max"] = max(self.counters["in_flight_max"], len(flights))
+                sending = failure is None and not self._stop_requested()
+                # Enough for the free slots and one to spare.
+                wanted = flow.limit + 1 - len(flights) - len(ready) if sending else 0
+                if arrived or (wanted > 0 and not queue.empty()):
+                    ready.extend(self._record_and_journal(arrived, wanted, queue))
+                    arrived = []
+                    if ready and len(flights) < flow.limit:
+                        continue  # send them now
+                if not flights:
+                    if ready and failure is None:
+                        continue
+                    if queue.empty() or not sending:
+                        break
+                    continue  # what the last answers sent back to the queue
+                done, _ = wait(flights, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
+                for future in done:
+                    sent = flights.pop(future)
+                    try:
+                        read = self._read_answer(sent, future.result(), queue)
+                    except Exception as exc:  # re-raised once the other flights are recorded
+                        failure = failure or exc
+                        continue
+                    if read is not None:
+                        arrived.append(read)
                 self._heartbeat()
                 last_progress = self._show_progress(
                     total, total - queue.left, started, last_progress
                 )
+        if failure is not None:
+            raise failure
         if not queue.empty():
             self.stopped = True
             event(log, "cycle.stopping", reason="stop requested", left=queue.left)
 
     def _record_and_journal(
-        self, answered: tuple[list[Item], Answer] | None, batch: list[Item], queue: Queue
-    ) -> None:
-        """One transaction: record the last answer (what to send again goes back to the front
-        of the queue) and journal the next batch as intents."""
+        self, arrived: list[tuple[list[Item], Answer]], wanted: int, queue: Queue
+    ) -> list[list[Item]]:
+        """One transaction: record the answers that arrived (what to send again goes back to
+        the front of the queue), then choose addresses for up to ``wanted`` batches and journal
+        them as intents; those batches, to be sent.
+
+        One commit for all of it: a commit costs about a millisecond (the pages it changed go
+        to the WAL), as much as recording a batch, so batches journaled together cost less.
+        """
+        batches: list[list[Item]] = []
         with self.state.transaction():
-            if answered is not None:
-                queue.push_front(self._handle(*answered))
-            if batch:
+            for sent, answer in arrived:
+                queue.push_front(self._handle(sent, answer))
+            while len(batches) < wanted:
+                batch = self._allocate_next(queue)
+                if not batch:
+                    break
                 self._write_intents(batch, secrets.token_hex(BATCH_ID_BYTES))
-        if batch:
+                batches.append(batch)
+        for _ in batches:
             _crash.crashpoint("after_intents")
+        return batches
 
     def _read_answer(
-        self, sent: list[Item], answer: Answer, queue: Queue, wire: ThreadPoolExecutor
+        self, sent: list[Item], answer: Answer, queue: Queue
     ) -> tuple[list[Item], Answer] | None:
         """Read the answer to a sent batch: the batch and answer to record, or None when the
         batch was refused as too large (nothing of it was created: it goes again, smaller)."""
-        answer = self._interpret(sent, answer, wire)
+        answer = self._interpret(sent, answer)
         if answer.too_large is not None:
             self._shrink(sent, answer.too_large)
             queue.push_front(sent)
@@ -265,13 +314,13 @@ class Provisioner:
         except OutcomeUnknown as exc:
             return Answer(unknown=exc, lookups=self._lookups(batch, range(len(batch))))
 
-    def _interpret(self, batch: list[Item], answer: Answer, wire: ThreadPoolExecutor) -> Answer:
-        """Read a sent batch's answer, and have the lookups it calls for made (no transaction
-        is open).
+    def _interpret(self, batch: list[Item], answer: Answer) -> Answer:
+        """Read a sent batch's answer, and make the lookups it calls for (no transaction is
+        open).
 
-        The answer is parsed here, not in the network thread, so that the next batch is on the
-        wire meanwhile. Lookups still go through ``wire``: the client is only used by one
-        thread at a time (they are rare: taken addresses, answers without an outcome).
+        The answer is parsed here, not in the network thread, so that the network threads do
+        only the network. The lookups are made from here too: they are rare (taken addresses,
+        answers without an outcome), and what they find is recorded next.
         """
         if answer.sent is None:
             return answer
@@ -288,8 +337,7 @@ class Provisioner:
             indexes = [f.index for f in read.result.failed if f.kind is ItemKind.TAKEN]
             indexes += read.result.unknown
         if indexes:
-            context = contextvars.copy_context()
-            read.lookups = wire.submit(context.run, self._lookups, batch, indexes).result()
+            read.lookups = self._lookups(batch, indexes)
         return read
 
     def _lookups(self, batch: list[Item], indexes: Iterable[int]) -> dict[int, Mailbox | None]:

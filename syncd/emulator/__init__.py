@@ -146,6 +146,33 @@ def _add_request_faults(fadd: _AddArgument) -> None:
     fadd("--seed", type=int, default=0, help="seed of the fault dice (default %(default)s)")
     fadd("--latency-ms", type=int, default=0, metavar="N", help="delay every request by N ms")
     fadd(
+        "--latency-jitter-ms",
+        type=int,
+        default=0,
+        metavar="J",
+        help="and by up to J ms more, uniformly at random",
+    )
+    fadd(
+        "--rate-limit",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="a token bucket of R requests a second (bursts of max(1, R)); beyond it 429 with "
+        "Retry-After = whole seconds until a token is free (at least 1)",
+    )
+    fadd(
+        "--rate-limit-headers",
+        action="store_true",
+        help="announce the rate limit: X-RateLimit-Limit and X-RateLimit-Remaining on answers",
+    )
+    fadd(
+        "--max-concurrent",
+        type=int,
+        default=0,
+        metavar="K",
+        help="503 with Retry-After when more than K requests are being served at once",
+    )
+    fadd(
         "--rate-limit-every",
         type=int,
         default=0,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,15 @@ class FaultSettings:
     """Every switch, with its default (all faults off)."""
 
     latency_ms: int = 0
+    # Up to this many ms more, uniformly at random (a server whose answers do not all take as
+    # long).
+    latency_jitter_ms: int = 0
+    # A token bucket of this many requests a second (bursts of a second's worth); 0: none.
+    rate_limit: float = 0.0
+    # Announce it: X-RateLimit-Limit and X-RateLimit-Remaining on every answer.
+    rate_limit_headers: bool = False
+    # 503 when more than this many requests are being served at once; 0: no limit.
+    max_concurrent: int = 0
     rate_limit_every: int = 0
     drop_rate: float = 0.0
     unavailable_rate: float = 0.0
@@ -89,7 +99,14 @@ _RATES = {
     "error_after_write_rate",
     "timeout_after_write_rate",
 }
-_COUNTS = {"latency_ms", "rate_limit_every", "max_batch", "retry_after"}
+_COUNTS = {
+    "latency_ms",
+    "latency_jitter_ms",
+    "max_concurrent",
+    "rate_limit_every",
+    "max_batch",
+    "retry_after",
+}
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -105,12 +122,12 @@ def _coerce(key: str, value: Any) -> Any:
         if key != "seed" and value < 0:
             raise ValueError(f"{key} must be 0 or more, not {value!r}")
         return value
-    if key in {"hang_s", "drip_bytes_per_s"}:
+    if key in {"hang_s", "drip_bytes_per_s", "rate_limit"}:
         seconds_or_rate = _number(key, value)
         if seconds_or_rate < 0:
             raise ValueError(f"{key} must be 0 or more, not {value!r}")
         return seconds_or_rate
-    if key in {"forbid_create", "retry_after_http_date", "shift_created"}:
+    if key in {"forbid_create", "retry_after_http_date", "shift_created", "rate_limit_headers"}:
         if not isinstance(value, bool):
             raise ValueError(f"{key} must be true or false, not {value!r}")
         return value
@@ -160,18 +177,36 @@ class FaultInjector:
     def __init__(self, settings: FaultSettings) -> None:
         self.settings = settings
         self._rng = random.Random(settings.seed)
+        # Jitter has dice of its own, so that turning it on leaves the other faults' rolls as
+        # they were for the same seed.
+        self._jitter_rng = random.Random(settings.seed)
         self._rate_limit_count = 0
+        self.bucket = _bucket(settings)
 
     def replace(self, settings: FaultSettings) -> None:
         reseed = settings.seed != self.settings.seed
         self.settings = settings
         self._rate_limit_count = 0
+        self.bucket = _bucket(settings)
         if reseed:
             self._rng = random.Random(settings.seed)
+            self._jitter_rng = random.Random(settings.seed)
 
     def reseed(self) -> None:
         self._rng = random.Random(self.settings.seed)
+        self._jitter_rng = random.Random(self.settings.seed)
         self._rate_limit_count = 0
+        self.bucket = _bucket(self.settings)
+
+    def latency_s(self) -> float:
+        """How long this request takes the emulator: ``latency_ms`` plus up to the jitter."""
+        settings = self.settings
+        extra = (
+            self._jitter_rng.uniform(0, settings.latency_jitter_ms)
+            if settings.latency_jitter_ms
+            else 0
+        )
+        return (settings.latency_ms + extra) / 1000
 
     def applies_to(self, route: str) -> bool:
         routes = self.settings.fault_routes
@@ -191,3 +226,37 @@ class FaultInjector:
             return False
         self._rate_limit_count += 1
         return self._rate_limit_count % every == 0
+
+
+def _bucket(settings: FaultSettings) -> TokenBucket | None:
+    return TokenBucket(settings.rate_limit) if settings.rate_limit > 0 else None
+
+
+class TokenBucket:
+    """``rate`` requests a second: a bucket of ``max(1, rate)`` tokens (a second's worth, so a
+    client may burst that much), refilled at ``rate`` a second, starting full."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self._clock = clock
+        self._filled_at = clock()
+
+    def take(self) -> float | None:
+        """Take a token: None when there was one, else the seconds until there is one."""
+        self._refill()
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return None
+        return (1 - self.tokens) / self.rate
+
+    @property
+    def remaining(self) -> int:
+        self._refill()
+        return int(self.tokens)
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self._filled_at) * self.rate)
+        self._filled_at = now

@@ -2,7 +2,11 @@
 
 Every public request goes through :meth:`PublicPipeline.run` in this order (each step can end it):
 
-1. ``latency_ms`` sleep;
+0. ``rate_limit`` → 429 with ``Retry-After`` (whole seconds until the bucket has a token, at least
+   1) when its token bucket is empty; ``max_concurrent`` → 503 with ``Retry-After`` when that many
+   requests are being served already (a request is being served from here until its answer is
+   ready, latency included, so concurrent requests wait side by side, not in a queue);
+1. ``latency_ms`` (plus up to ``latency_jitter_ms``) sleep;
 2. ``rate_limit_every`` → 429 with ``Retry-After``;
 3. ``drop_rate`` → the connection is closed with no HTTP answer, nothing is applied;
 4. ``unavailable_rate`` → 503 with ``Retry-After``; 5. ``error_rate`` → 500 (before any write);
@@ -13,9 +17,10 @@ Every public request goes through :meth:`PublicPipeline.run` in this order (each
    closed; ``error_after_write_rate`` → 500; ``timeout_after_write_rate`` → no answer for ``hang_s``
    seconds (or until the client hangs up), then the normal answer;
 9. whatever the answer, ``drip_bytes_per_s`` sends its body at that many bytes a second (the
-   headers at once), until it is all sent or the client hangs up.
+   headers at once), until it is all sent or the client hangs up; ``rate_limit_headers`` adds
+   ``X-RateLimit-Limit`` and ``X-RateLimit-Remaining`` to it.
 
-Steps 1-5, 8 and 9 apply only to routes named in ``fault_routes`` (all when empty). Handlers are
+Steps 0-5, 8 and 9 apply only to routes named in ``fault_routes`` (all when empty). Handlers are
 synchronous, so one request's store changes are never interleaved with another's.
 """
 
@@ -26,6 +31,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
@@ -57,10 +63,14 @@ class PublicPipeline:
         self._state = state
         # Set by the server once it can abort connections (see syncd.emulator.server).
         self.abort_connection: ConnectionAborter = lambda client: False
+        self._in_service = 0
 
     async def run(self, route: str, request: Request, handler: Handler) -> Response:
         response = await self._respond(route, request, handler)
         faults = self._state.faults
+        if faults.settings.rate_limit_headers and faults.bucket and faults.applies_to(route):
+            response.headers["X-RateLimit-Limit"] = f"{faults.bucket.rate:g}"
+            response.headers["X-RateLimit-Remaining"] = str(faults.bucket.remaining)
         rate = faults.settings.drip_bytes_per_s
         if rate > 0 and faults.applies_to(route):
             self._state.stats.faults["drip"] += 1
@@ -80,12 +90,49 @@ class PublicPipeline:
             authorized=False,
             idempotency_key=request.headers.get("idempotency-key"),
         )
-        faults = state.faults
-        faulted = faults.applies_to(route)
+        faulted = state.faults.applies_to(route)
+        if faulted:
+            refused = self._refusal(record)
+            if refused is not None:
+                return refused
+        self._in_service += 1
+        state.stats.max_in_service = max(state.stats.max_in_service, self._in_service)
+        try:
+            return await self._serve(route, request, handler, record, faulted=faulted)
+        finally:
+            self._in_service -= 1
+
+    def _refusal(self, record: RequestRecord) -> Response | None:
+        """A request refused on arrival: over the rate limit, or too many being served."""
+        faults = self._state.faults
+        if faults.bucket is not None:
+            wait = faults.bucket.take()
+            if wait is not None:
+                # Whole seconds, rounded up: asked to wait less, a client would come too early.
+                retry_after = max(1, math.ceil(wait))
+                return self._finish(
+                    record, self._throttle(429, "rate_limited", retry_after), "rate_limit"
+                )
+        limit = faults.settings.max_concurrent
+        if limit and self._in_service >= limit:
+            return self._finish(record, self._throttle(503, "unavailable"), "max_concurrent")
+        return None
+
+    async def _serve(
+        self,
+        route: str,
+        request: Request,
+        handler: Handler,
+        record: RequestRecord,
+        *,
+        faulted: bool,
+    ) -> Response:
+        faults = self._state.faults
         settings = faults.settings
         if faulted:
-            if settings.latency_ms > 0:
-                await asyncio.sleep(settings.latency_ms / 1000)
+            latency = faults.latency_s()
+            if latency > 0:
+                await asyncio.sleep(latency)
             if faults.rate_limited():
                 return self._finish(record, self._throttle(429, "rate_limited"), "rate_limit")
             if faults.roll(settings.drop_rate):
@@ -165,12 +212,13 @@ class PublicPipeline:
 
     # ================================================================ error answers
 
-    def _throttle(self, status: int, code: str) -> Response:
+    def _throttle(self, status: int, code: str, seconds: int | None = None) -> Response:
         settings = self._state.faults.settings
+        seconds = settings.retry_after if seconds is None else seconds
         if settings.retry_after_http_date:
-            retry_after = formatdate(time.time() + settings.retry_after, usegmt=True)
+            retry_after = formatdate(time.time() + seconds, usegmt=True)
         else:
-            retry_after = str(settings.retry_after)
+            retry_after = str(seconds)
         message = (
             "too many requests, slow down"
             if status == 429

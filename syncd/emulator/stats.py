@@ -60,6 +60,8 @@ class Stats:
     failed_items: Counter[str] = field(default_factory=Counter)
     renamed: int = 0
     aliases_added: int = 0
+    # The most public requests that were being served at once.
+    max_in_service: int = 0
     recent: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
 
     def record(self, record: RequestRecord) -> None:
@@ -80,6 +82,7 @@ class Stats:
                 "by_status": dict(self.by_status),
             },
             "faults": dict(self.faults),
+            "concurrency": {"max_in_service": self.max_in_service},
             "bulk": {
                 "requests": self.bulk_requests,
                 "items": self.bulk_items,

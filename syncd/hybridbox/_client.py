@@ -45,6 +45,7 @@ import logging
 import random
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ from syncd.hybridbox._answers import (
     summary,
     unexpected,
 )
+from syncd.hybridbox._flow import FlowControl, Ticket
 from syncd.hybridbox._records import (
     BulkResult,
     Mailbox,
@@ -75,7 +77,7 @@ from syncd.hybridbox._records import (
     UnexpectedResponse,
 )
 from syncd.hybridbox._retry import RETRIED_NEXT_CYCLE, RetryBudget
-from syncd.hybridbox._wire import ACCEPT_ENCODING, AnswerUnusable, Watchdog, read_answer
+from syncd.hybridbox._wire import ACCEPT_ENCODING, AnswerUnusable, Line, Lines, read_answer
 from syncd.logs import event, get_logger, redact, register_secret
 
 log = get_logger("syncd.hybridbox")
@@ -143,8 +145,10 @@ class HybridboxClient:
         budget: RetryBudget | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         in_cycle: bool = True,
+        flow: FlowControl | None = None,
     ) -> None:
         register_secret(token)
         self._config = config
@@ -154,39 +158,52 @@ class HybridboxClient:
             budget
             if budget is not None
             else RetryBudget(
-                config.retry_budget_s, sleep=sleep, then=RETRIED_NEXT_CYCLE if in_cycle else ""
+                config.retry_budget_s,
+                sleep=sleep,
+                clock=clock,
+                then=RETRIED_NEXT_CYCLE if in_cycle else "",
             )
         )
+        self.flow = (
+            flow
+            if flow is not None
+            else FlowControl(config.max_in_flight, clock=self.budget.clock, sleep=self.budget.sleep)
+        )
+        self._counts = threading.Lock()
         self.requests_sent = 0
         # Whether Hybridbox has answered anything yet: before it has, a failure to reach it is a
         # wrong hybridbox.url until proven otherwise, and is not retried (see _unreachable).
         self.answered = False
-        self._watchdog = Watchdog()
-        self._extensions = {"trace": self._watchdog.trace}
         self._account_path = f"/v1/public/accounts/{quote(config.account_id, safe='')}"
-        base_url = config.url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=base_url,
+        self._base_url = httpx.URL(config.url.rstrip("/"))
+        self._transport = transport
+        # A plain-http base URL (the emulator, a local proxy) never speaks TLS (redirects are not
+        # followed), so there is no CA bundle to load (~40 ms of every start); https always
+        # verifies, with one context for every thread's client.
+        self._ssl_context: ssl.SSLContext | None = None
+        self._lines = Lines(self._new_http)
+
+    def _new_http(self) -> httpx.Client:
+        if self._base_url.scheme != "http" and self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        return httpx.Client(
+            base_url=self._base_url,
             headers={
-                "Authorization": f"Bearer {token}",
+                "Authorization": f"Bearer {self._token}",
                 "User-Agent": f"syncd/{__version__}",
                 "Accept": "application/json",
                 "Accept-Encoding": ACCEPT_ENCODING,
             },
-            timeout=httpx.Timeout(config.timeout_s),
-            transport=transport,
+            timeout=httpx.Timeout(self._config.timeout_s),
+            transport=self._transport,
             follow_redirects=False,
-            # A plain-http base URL (the emulator, a local proxy) never speaks TLS (redirects are
-            # not followed), so there is no CA bundle to load (~40 ms of every start); https
-            # always verifies.
-            verify=not base_url.startswith("http:"),
+            verify=self._ssl_context if self._ssl_context is not None else False,
         )
 
     # -- lifecycle
 
     def close(self) -> None:
-        self._http.close()
-        self._watchdog.close()
+        self._lines.close()
 
     def __enter__(self) -> Self:
         return self
@@ -446,37 +463,46 @@ class HybridboxClient:
         while True:
             attempt += 1
             budget.ensure_left()  # failed attempts may have used the budget up
-            request = self._http.build_request(
-                method, path, params=params, json=json_body, extensions=self._extensions
+            ticket = self.flow.wait_turn()
+            line = self._lines.mine()
+            request = line.http.build_request(
+                method, path, params=params, json=json_body, extensions=line.extensions
             )
             started = budget.clock()
             try:
-                answer = self._attempt(request, what, resend_safe, capability)
+                answer = self._attempt(line, request, what, resend_safe, capability, ticket)
             except OutcomeUnknown as exc:
                 # The time lost is waiting too, though the caller resolves this by lookup.
-                budget.charge(budget.clock() - started, reason=str(exc))
+                budget.charge_since(started, reason=str(exc))
                 raise
             if isinstance(answer, httpx.Response):
                 return answer
-            budget.charge(budget.clock() - started, reason=answer.detail)
+            budget.charge_since(started, reason=answer.detail)
             self._wait_to_retry(method, answer, attempt)
 
     def _attempt(
-        self, request: httpx.Request, what: str, resend_safe: bool, capability: str | None
+        self,
+        line: Line,
+        request: httpx.Request,
+        what: str,
+        resend_safe: bool,
+        capability: str | None,
+        ticket: Ticket,
     ) -> httpx.Response | _Retry:
         """Send the request once: the answer to interpret, or why (and how soon) to send it
         again. Raises what no retry can help with, and OutcomeUnknown when resending is unsafe.
+        The flow control hears how it went.
         """
         try:
             response = read_answer(
-                self._http,
+                line.http,
                 request,
                 timeout_s=self._config.timeout_s,
-                watchdog=self._watchdog,
+                watchdog=line.watchdog,
                 clock=self.budget.clock,
             )
         except AnswerUnusable as exc:
-            self.requests_sent += 1
+            self._count_request()
             self.answered = True
             detail = f"{what}: {self._scrub(str(exc))}"
             if not resend_safe:
@@ -487,10 +513,16 @@ class HybridboxClient:
                 f"Hybridbox gave an unusable answer to {detail}", status=None
             ) from None
         except httpx.RequestError as exc:
+            if isinstance(exc, httpx.TimeoutException):
+                self.flow.congested(ticket, "timeout", None)
             return self._no_answer(exc, what, resend_safe)
-        self.requests_sent += 1
+        self._count_request()
         self.answered = True
-        return self._judge(response, what, resend_safe, capability)
+        return self._judge(response, what, resend_safe, capability, ticket)
+
+    def _count_request(self) -> None:
+        with self._counts:
+            self.requests_sent += 1
 
     def _no_answer(self, exc: httpx.RequestError, what: str, resend_safe: bool) -> _Retry:
         """An attempt that got no answer: why to retry it, or raise why not."""
@@ -505,7 +537,7 @@ class HybridboxClient:
             return _Retry(
                 "connect_error", f"cannot connect to {self._config.url}: {self._describe(exc)}"
             )
-        self.requests_sent += 1
+        self._count_request()
         reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "network_error"
         detail = f"{what}: no answer ({self._describe(exc)})"
         if not resend_safe:
@@ -515,10 +547,18 @@ class HybridboxClient:
         return _Retry(reason, detail)
 
     def _judge(
-        self, response: httpx.Response, what: str, resend_safe: bool, capability: str | None
+        self,
+        response: httpx.Response,
+        what: str,
+        resend_safe: bool,
+        capability: str | None,
+        ticket: Ticket,
     ) -> httpx.Response | _Retry:
-        """An answer: the one to interpret, or why (and how soon) to send the request again."""
+        """An answer: the one to interpret, or why (and how soon) to send the request again.
+        The flow control hears whether it asked us to slow down."""
         status = response.status_code
+        if status != 429 and status < 500:
+            self.flow.answered(ticket, response.headers, clean=True)
         if status in (401, 403):
             raise self._not_authorized(response, what, capability)
         if response.is_redirect:
@@ -526,6 +566,10 @@ class HybridboxClient:
         if status != 429 and status < 500:
             return response
         retry_after = retry_after_seconds(response)
+        if status in (429, 503):
+            self.flow.congested(ticket, str(status), retry_after, response.headers)
+        else:
+            self.flow.answered(ticket, response.headers, clean=False)
         detail = f"{what}: {self._summary(response)}"
         if not resend_safe and not (status == 429 or (status == 503 and retry_after is not None)):
             raise OutcomeUnknown(f"{detail}; the request may have been applied: look each item up")
@@ -541,7 +585,7 @@ class HybridboxClient:
 
     def _unreachable(self, exc: httpx.RequestError) -> HybridboxUnavailable:
         """Hybridbox was never reached: say what failed, and what in hybridbox.url to check."""
-        url = self._http.base_url
+        url = self._base_url
         port = url.port or (443 if url.scheme == "https" else 80)
         causes = _causes(exc)
         if any(isinstance(cause, socket.gaierror) for cause in causes):

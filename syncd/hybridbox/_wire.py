@@ -79,9 +79,10 @@ class Watchdog:
     It learns every connection's socket from httpx's documented ``trace`` extension (pass
     :meth:`trace` as ``extensions={"trace": ...}``), and when a request's time is up shuts them
     down: a blocked read then returns at once, and the request fails. One client sends one request
-    at a time, so the sockets shut down are that request's and idle keep-alive ones, which httpx
-    then replaces. One thread watches all of a client's requests (a thread started per request
-    would cost more than the rest of a request's own work); :meth:`close` ends it.
+    at a time (:class:`Lines` gives each sending thread a client of its own), so the sockets shut
+    down are that request's and idle keep-alive ones, which httpx then replaces. One thread
+    watches all of a client's requests (a thread started per request would cost more than the
+    rest of a request's own work); :meth:`close` ends it.
     """
 
     def __init__(self) -> None:
@@ -154,6 +155,53 @@ class Watchdog:
             self._alarm = None
             return list(self._sockets)
         return None
+
+
+class Line:
+    """One sending thread's way to Hybridbox: its own httpx client (and so its own connections),
+    and the watchdog of its requests."""
+
+    __slots__ = ("extensions", "http", "watchdog")
+
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
+        self.watchdog = Watchdog()
+        # Passed with every request, so that the watchdog learns the line's sockets.
+        self.extensions: dict[str, Any] = {"trace": self.watchdog.trace}
+
+    def close(self) -> None:
+        self.http.close()
+        self.watchdog.close()
+
+
+class Lines:
+    """A :class:`Line` per thread that sends, made on its first request.
+
+    A watchdog ends an overdue request by shutting down the sockets of its client, so a client
+    must carry one request at a time: several threads sending at once (bulk requests in flight)
+    each get a client of their own rather than sharing one pool of connections.
+    """
+
+    def __init__(self, make_client: Callable[[], httpx.Client]) -> None:
+        self._make_client = make_client
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._lines: list[Line] = []
+
+    def mine(self) -> Line:
+        line: Line | None = getattr(self._local, "line", None)
+        if line is None:
+            line = Line(self._make_client())
+            self._local.line = line
+            with self._lock:
+                self._lines.append(line)
+        return line
+
+    def close(self) -> None:
+        with self._lock:
+            lines, self._lines = self._lines, []
+        for line in lines:
+            line.close()
 
 
 def overdue(request: httpx.Request, timeout_s: float) -> httpx.ReadTimeout:

@@ -8,6 +8,7 @@ agrees with Hybridbox, and nothing was created twice.
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
 
 import pytest
@@ -45,6 +46,9 @@ def assert_exactly_once(site: Site) -> None:
 
 @pytest.mark.parametrize("point", ["after_intents", "after_send", "after_answer", "mid_batch"])
 def test_sigkill_at_each_crash_point_never_duplicates(site: Site, point: str) -> None:
+    # One request at a time, so that the crash points fall at known batches; several in flight
+    # are the next test's.
+    site.configure(hybridbox={"max_in_flight": 1})
     site.write_people(people(N))
     # Batches are pipelined: the second batch is journaled while the first is on the wire, so
     # only at the third journaling is the first batch sure to have reached Hybridbox.
@@ -64,6 +68,50 @@ def test_sigkill_at_each_crash_point_never_duplicates(site: Site, point: str) ->
     if point in ("after_send", "after_answer", "mid_batch"):
         # The batch in flight did reach Hybridbox: it is adopted after a lookup, not re-sent.
         assert site.log_events("intent.resolved") or site.log_events("mailbox.adopted")
+
+
+def test_sigkill_with_several_batches_applied_in_flight_creates_nothing_twice(site: Site) -> None:
+    # Batches of 5, 4 in flight; Hybridbox applies each bulk request as it arrives, then holds
+    # its answer. syncd is killed when it has journaled the fifth batch: every batch it sent has
+    # reached Hybridbox (how many of the four depends on its threads: each is counted), and
+    # none of them is recorded.
+    site.configure(hybridbox={"max_in_flight": 4, "batch_size": 5})
+    site.emulator.set_faults(timeout_after_write_rate=1.0, hang_s=5, fault_routes=["bulk_create"])
+    site.write_people(people(N))
+    crashed = site.syncd(
+        "apply", env={"SYNCD_TEST_CRASH_AT": "after_intents", "SYNCD_TEST_CRASH_COUNT": "5"}
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert Counter(site.mailbox_states().values()) == {"intent": 25}
+    time.sleep(0.5)  # a request on its way when syncd died is applied meanwhile
+    applied = len(site.emulator.mailboxes())
+    assert applied in (0, 5, 10, 15, 20)
+
+    site.emulator.set_faults(timeout_after_write_rate=0)
+    resumed = site.syncd("apply")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_exactly_once(site)
+    # What reached Hybridbox was found by lookup, never sent again: each person was sent once.
+    assert site.emulator.stats()["bulk"]["items"] == N
+    assert len(site.log_events("intent.resolved")) == 25
+
+
+def test_sigkill_while_answers_are_awaited_for_several_batches(site: Site) -> None:
+    # Each bulk request takes 0.3 s; syncd dies as the first answer comes back, the next three
+    # batches still on the wire (a server may or may not finish a request whose client is gone).
+    site.configure(hybridbox={"max_in_flight": 4, "batch_size": 5})
+    site.emulator.set_faults(latency_ms=300, fault_routes=["bulk_create"])
+    site.write_people(people(N))
+    crashed = site.syncd(
+        "apply", env={"SYNCD_TEST_CRASH_AT": "after_send", "SYNCD_TEST_CRASH_COUNT": "1"}
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert Counter(site.mailbox_states().values())["intent"] >= 20  # four batches at least
+
+    site.emulator.set_faults(latency_ms=0)
+    resumed = site.syncd("apply")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_exactly_once(site)
 
 
 def test_crash_in_a_batch_that_was_allowed_does_not_trip_the_create_guard(site: Site) -> None:

@@ -1,7 +1,8 @@
 """Exactly once as a property: Hypothesis drives people, faults, cycles and crashes at random.
 
 Rules add, rename and remove people, flip emulator faults, switch the allocator between asking
-the state and preloading it, run a cycle, or crash one at a named point. A crash is simulated
+the state and preloading it, change how many bulk requests may be in flight, run a cycle, or
+crash one at a named point. A crash is simulated
 in-process by an exception that no code catches (like SIGKILL, it skips every ``except`` and
 leaves the open transaction uncommitted); the SIGKILL itself is exercised by
 tests/cycle/test_exactly_once.py. Invariants hold after every step; after a quiet cycle
@@ -44,7 +45,12 @@ FAULTS: list[dict[str, Any]] = [
     {"error_after_write_rate": 0.5},
     {"rate_limit_every": 2, "retry_after": 0},
     {"max_batch": 2},
+    # Several batches in flight meet a rate limit (429, Retry-After 1 s: the pace is learned)
+    # and a server that serves one request at a time (503: the window shrinks).
+    {"rate_limit": 5},
+    {"max_concurrent": 1, "latency_ms": 30, "retry_after": 0},
 ]
+IN_FLIGHT = [1, 2, 4]
 CRASH_POINTS = ["after_intents", "after_send", "after_answer", "mid_batch"]
 PRELOAD_PER_CREATE = _allocate.PRELOAD_PER_CREATE
 
@@ -61,6 +67,7 @@ class Provisioning(RuleBasedStateMachine):
         self.root = Path(tempfile.mkdtemp(prefix="syncd-machine-"))
         self.people: dict[str, tuple[str, str]] = {}
         self.next_id = 0
+        self.max_in_flight = max(IN_FLIGHT)
         self.emulator.reset()
         self.config = self._config()
 
@@ -77,6 +84,7 @@ class Provisioning(RuleBasedStateMachine):
                 "domain": self.emulator.domain,
                 "token_file": str(self.emulator.token_file),
                 "batch_size": 3,
+                "max_in_flight": self.max_in_flight,
                 "timeout_s": 2,
                 "max_retry_after_s": 1,
                 "retry_budget_s": 5,
@@ -141,6 +149,11 @@ class Provisioning(RuleBasedStateMachine):
     def allocation_path(self, per_create: int) -> None:
         """Allocate by asking the state (0: unless it knows no address) or from a preload."""
         _allocate.PRELOAD_PER_CREATE = per_create
+
+    @rule(in_flight=st.sampled_from(IN_FLIGHT))
+    def in_flight(self, in_flight: int) -> None:
+        self.max_in_flight = in_flight
+        self.config = self._config()
 
     @rule(point=st.sampled_from(CRASH_POINTS))
     def crash(self, point: str) -> None:

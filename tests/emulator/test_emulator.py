@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -244,6 +245,76 @@ def test_rate_limit_every_nth_request(emulator: RunningEmulator, api: httpx.Clie
     limited = [api.get("/mailboxes") for _ in range(3)][-1]
     assert limited.headers["Retry-After"] == "7"
     assert error_code(limited) == "rate_limited"
+
+
+def test_rate_limit_is_a_token_bucket_with_retry_after_until_the_next_token(
+    emulator: RunningEmulator, api: httpx.Client
+) -> None:
+    emulator.set_faults(rate_limit=2)  # 2 a second: a burst of 2, then one every 0.5 s
+    statuses = [api.get("/mailboxes").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    limited = api.get("/mailboxes")
+    assert limited.headers["Retry-After"] == "1"  # under a second, rounded up: never 0
+    assert error_code(limited) == "rate_limited"
+    assert "X-RateLimit-Limit" not in limited.headers
+    time.sleep(0.55)
+    assert api.get("/mailboxes").status_code == 200  # a token came back
+    assert emulator.stats()["faults"]["rate_limit"] == 2
+
+
+def test_rate_limit_retry_after_is_whole_seconds_until_a_token(
+    emulator: RunningEmulator, api: httpx.Client
+) -> None:
+    emulator.set_faults(rate_limit=0.25)  # one every 4 s
+    assert api.get("/mailboxes").status_code == 200
+    limited = api.get("/mailboxes")
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "4"
+
+
+def test_rate_limit_headers_announce_limit_and_remaining(
+    emulator: RunningEmulator, api: httpx.Client
+) -> None:
+    emulator.set_faults(rate_limit=3, rate_limit_headers=True, fault_routes=["list"])
+    answers = [api.get("/mailboxes") for _ in range(4)]
+    assert [a.headers["X-RateLimit-Limit"] for a in answers] == ["3"] * 4
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
+    assert answers[-1].status_code == 429
+    # Routes the faults do not apply to are neither limited nor announced.
+    other = bulk(api, item("a"))
+    assert other.status_code == 200 and "X-RateLimit-Limit" not in other.headers
+
+
+def test_max_concurrent_refuses_the_one_too_many_and_latency_does_not_queue(
+    emulator: RunningEmulator,
+) -> None:
+    emulator.set_faults(max_concurrent=2, latency_ms=400, fault_routes=["list"])
+
+    def get(_: int) -> int:
+        with emulator.client() as client:
+            return client.get("/mailboxes").status_code
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(3) as pool:
+        statuses = sorted(pool.map(get, range(3)))
+    took = time.monotonic() - started
+    assert statuses == [200, 200, 503]
+    assert took < 0.75  # two served side by side, not one after the other
+    stats = emulator.stats()
+    assert stats["concurrency"]["max_in_service"] == 2
+    assert stats["faults"]["max_concurrent"] == 1
+
+
+def test_latency_jitter_adds_up_to_j_ms(emulator: RunningEmulator, api: httpx.Client) -> None:
+    emulator.set_faults(latency_ms=50, latency_jitter_ms=200, seed=3)
+    took = []
+    for _ in range(8):
+        started = time.monotonic()
+        api.get("/mailboxes")
+        took.append(time.monotonic() - started)
+    assert min(took) >= 0.05
+    assert max(took) < 0.25 + 0.1
+    assert max(took) - min(took) > 0.03  # not all the same
 
 
 def test_retry_after_as_http_date(emulator: RunningEmulator, api: httpx.Client) -> None:

@@ -135,6 +135,7 @@ def test_only_a_cycle_s_client_promises_a_next_cycle(
         TOKEN,
         transport=transport,
         sleep=fake_time.sleep,
+        clock=fake_time.clock,
         rng=lambda: 0.5,
         in_cycle=in_cycle,
     ) as client:

@@ -315,6 +315,9 @@ def test_sigterm_during_a_slow_cycle_records_whole_batches_and_restart_duplicate
     # Stopped, not ok: in the summary, the runs table, status.json, STATUS= and `syncd status`.
     summary = log_events(tmp_path, "cycle.summary")
     assert len(summary) == 1 and " outcome=stopped " in summary[0], summary
+    # Four batches were on the wire when the stop came (hybridbox.max_in_flight's default):
+    # each was finished and recorded, above.
+    assert " in_flight_max=4 " in summary[0], summary
     assert state_rows(tmp_path, "SELECT outcome, exit_code FROM runs") == [("stopped", 0)]
     status = status_json(tmp_path)
     assert (status["last_outcome"], status["running"], status["next_cycle"]) == (
