@@ -62,8 +62,10 @@ log = get_logger("syncd.provision")
 MAX_RESENDS = 3
 # A long create logs ``provision.progress`` this often.
 PROGRESS_EVERY_S = 5.0
-# Random bytes in a batch id (12 hex digits): a label that tells the batches of a state apart.
-BATCH_ID_BYTES = 6
+# A batch id is a label that tells the batches of a state apart: this many random bytes per
+# provisioner (8 hex digits), then the batch's number in it. Random bytes per batch would cost a
+# getrandom() call each, ~0.2 ms here: 2 % of a first provisioning.
+BATCH_ID_BYTES = 4
 # The longest the provisioner waits for an answer without a heartbeat and a progress check.
 HEARTBEAT_S = 1.0
 
@@ -86,6 +88,8 @@ class Provisioner:
         self.batch_size = config.hybridbox.batch_size
         self.counters: Counter[str] = Counter()
         self.stopped = False
+        self._batch_prefix = secrets.token_hex(BATCH_ID_BYTES)
+        self._batches = 0
         self.allocator = Allocator(config, state, now)
         self.journal = Journal(state, self.domain, now)
         self.outcomes = Outcomes(config, self.journal, self.allocator, now, self.counters)
@@ -182,8 +186,7 @@ class Provisioner:
                     flights[wire.submit(context.run, self._wire, batch)] = batch
                 self.counters["in_flight_max"] = max(self.counters["in_flight_max"], len(flights))
                 sending = failure is None and not self._stop_requested()
-                # Enough for the free slots and one to spare.
-                wanted = flow.limit + 1 - len(flights) - len(ready) if sending else 0
+                wanted = self._wanted(flow.limit, len(flights), len(ready)) if sending else 0
                 if arrived or (wanted > 0 and not queue.empty()):
                     ready.extend(self._record_and_journal(arrived, wanted, queue))
                     arrived = []
@@ -215,6 +218,15 @@ class Provisioner:
             self.stopped = True
             event(log, "cycle.stopping", reason="stop requested", left=queue.left)
 
+    @staticmethod
+    def _wanted(limit: int, in_flight: int, ready: int) -> int:
+        """How many batches to journal now: enough for the free slots and one to spare (sent the
+        moment a slot frees), but only one while nothing is on the wire, so that the first is
+        sent as soon as it is journaled."""
+        if not in_flight and not ready:
+            return 1
+        return max(0, limit + 1 - in_flight - ready)
+
     def _record_and_journal(
         self, arrived: list[tuple[list[Item], Answer]], wanted: int, queue: Queue
     ) -> list[list[Item]]:
@@ -233,7 +245,8 @@ class Provisioner:
                 batch = self._allocate_next(queue)
                 if not batch:
                     break
-                self._write_intents(batch, secrets.token_hex(BATCH_ID_BYTES))
+                self._batches += 1
+                self._write_intents(batch, f"{self._batch_prefix}-{self._batches}")
                 batches.append(batch)
         for _ in batches:
             _crash.crashpoint("after_intents")

@@ -7,9 +7,9 @@ limits, both learned while the cycle runs:
   outstanding, from 1 to ``hybridbox.max_in_flight``. Like TCP's congestion window: congestion
   (a 429, a 503, a timeout) halves it, rounded up, once per round (an answer to a request sent
   before the last cut does not cut again: the requests of one burst are one signal), and a run of
-  :data:`CLEAN_RUN` clean answers raises it by one. A level at which congestion came before is
-  tried again only after twice as many clean answers each time it failed, so that a server that
-  serves two requests at once is not asked for a third every second.
+  :data:`CLEAN_RUN` clean answers raises it by one. A level at or below which congestion came
+  before is tried again only after twice as many clean answers for each time, so that a server
+  that serves two requests at once is not asked for a third every second.
 - The *pace*: after a 429, requests per second, spaced evenly. A 429 says the server counts
   requests over time, not at once: the rate it accepted between the last two 429s is what it
   allows, and the pace is raised slowly (:data:`RATE_GROWTH_PER_S`) while no 429 comes, to find
@@ -164,7 +164,9 @@ class FlowControl:
     # -- the window
 
     def _run_to_raise(self) -> int:
-        doublings: int = self._failures_at.get(self.limit + 1, 0)
+        # Congestion at a level says the levels above it would fail too.
+        above = self.limit + 1
+        doublings = sum(n for level, n in self._failures_at.items() if level >= above)
         return CLEAN_RUN << doublings
 
     def _set_limit(self, limit: int, reason: str) -> None:

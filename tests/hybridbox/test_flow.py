@@ -48,7 +48,8 @@ def test_a_run_of_clean_answers_raises_the_window_up_to_the_maximum(fake_time: F
     flow = flow_of(fake_time)
     flow.congested(flow.wait_turn(), "timeout", None)
     assert flow.limit == 2
-    for _ in range(CLEAN_RUN - 1):
+    # Four failed once, so three waits for a doubled run.
+    for _ in range(2 * CLEAN_RUN - 1):
         flow.answered(flow.wait_turn(), NO_HEADERS, clean=True)
     assert flow.limit == 2
     flow.answered(flow.wait_turn(), NO_HEADERS, clean=True)
@@ -61,7 +62,7 @@ def test_a_run_of_clean_answers_raises_the_window_up_to_the_maximum(fake_time: F
 def test_a_server_error_breaks_the_run(fake_time: FakeTime) -> None:
     flow = flow_of(fake_time)
     flow.congested(flow.wait_turn(), "timeout", None)
-    for _ in range(CLEAN_RUN - 1):
+    for _ in range(2 * CLEAN_RUN - 1):
         flow.answered(flow.wait_turn(), NO_HEADERS, clean=True)
     flow.answered(flow.wait_turn(), NO_HEADERS, clean=False)  # a 500
     flow.answered(flow.wait_turn(), NO_HEADERS, clean=True)
@@ -82,6 +83,17 @@ def test_a_level_that_failed_is_tried_again_only_after_longer_runs(fake_time: Fa
         runs.append(clean)
         flow.congested(flow.wait_turn(), "503", None)  # the probe of 3 fails
     assert runs == [2 * CLEAN_RUN, 4 * CLEAN_RUN, 8 * CLEAN_RUN]
+
+
+def test_congestion_at_a_level_makes_the_levels_below_it_wait_too(fake_time: FakeTime) -> None:
+    flow = flow_of(fake_time, max_in_flight=4)
+    burst = [flow.wait_turn() for _ in range(4)]
+    flow.congested(burst[-1], "503", None)  # 4 -> 2: four failed, so three is doubtful too
+    clean = 0
+    while flow.limit == 2:
+        flow.answered(flow.wait_turn(), NO_HEADERS, clean=True)
+        clean += 1
+    assert clean == 2 * CLEAN_RUN
 
 
 def test_retry_after_pauses_every_sender(fake_time: FakeTime) -> None:
