@@ -213,8 +213,10 @@ def test_a_server_that_answers_well_is_read_over_the_same_wire(
 
     def answer(conn: socket.socket) -> None:
         conn.sendall(
+            # Connection: close, as this server does: a client that kept the connection for the
+            # next request would race the server's close (a reset, now and then).
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(gzipped), gzipped)
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(gzipped), gzipped)
         )
 
     # A generous deadline: this answer is on time, and a busy machine must not make it late.
