@@ -15,7 +15,11 @@ free loopback port, starts the Hybridbox emulator (no faults), measures the floo
   contents, rolled back before each repeat, each run paired with a steady run just before it:
   the figure is the median of the paired differences);
 - ``ldap-first``: first provisioning from LDAP (the setup of ``ldap-steady``; reported, no target);
-- ``ldap-steady``: the LDAP source again, nothing changed.
+- ``inflight``: a first provisioning of 20,000 people with several bulk requests in flight,
+  against an emulator that is slow, rate-limited or serves two at once (``bench/inflight.py``).
+- ``ldap-steady``: the LDAP source again, nothing changed (a full read: ``source.delta`` off).
+- ``ldap-delta``: delta reads of the same directory, in ``bench/delta.py`` (its docstring says
+  what each of ``ldap-delta-full``, ``-none`` and ``-1pct`` measures).
 
 Figures per ``syncd apply``: the wall time of the whole process (start-up included, as cron sees
 it); its peak RSS (``ru_maxrss`` from ``wait4`` on that very child, forked from the small
@@ -58,7 +62,7 @@ if str(REPO) not in sys.path:
 
 import httpx  # noqa: E402
 
-from bench import data  # noqa: E402
+from bench import data, delta  # noqa: E402
 from bench.floors import LDAP_ATTRIBUTES, LDAP_FILTER  # noqa: E402
 from tests.support.slapd import PEOPLE_DN, Slapd  # noqa: E402
 
@@ -71,13 +75,13 @@ LDAP_PAGE = 1000
 SEED = 5
 NEW_HIRE_SHARE = 0.01
 RSS_TARGET_MB = 120.0
-SCENARIOS = ("csv-first", "csv-steady", "csv-newhires", "ldap-first", "ldap-steady")
-# What each scenario needs to have run before it (in the same state file).
+SCENARIOS = ("csv-first", "csv-steady", "csv-newhires", "ldap-first", "ldap-steady",
+             "ldap-delta", "inflight")  # fmt: skip
 # The modules a CSV `syncd apply` imports, to show what start-up alone costs.
-STARTUP_IMPORTS = (
-    "import syncd.cli, syncd.engine, syncd.provision, syncd.source.csv, syncd.hybridbox"
-)
-NEEDS = {"csv-steady": "csv-first", "csv-newhires": "csv-first", "ldap-steady": "ldap-first"}
+STARTUP_IMPORTS = "import syncd.cli, syncd.cycle, syncd.source.csv, syncd.hybridbox"
+# What each scenario needs to have run before it (in the same state file).
+NEEDS = {"csv-steady": "csv-first", "csv-newhires": "csv-first", "ldap-steady": "ldap-first",
+         "ldap-delta": "ldap-first"}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- measuring
@@ -346,6 +350,8 @@ def ldap_source(server: Slapd, password_file: Path) -> dict[str, Any]:
             "disabled": "employeeType",
         },
         "disabled_values": ["disabled"],
+        # ldap-steady measures a full read; the delta reads are ldap-delta's (bench/delta.py).
+        "delta": False,
     }
 
 
@@ -357,13 +363,15 @@ def syncd_command(config: Path) -> list[str]:
     return [program, "--config", str(config), "apply"]
 
 
-def apply(scenario: str, config: Path, emulator: Emulator, state: Path, work: Path) -> Run:
-    """One measured ``syncd apply`` with its requests and state rows."""
+def apply(
+    scenario: str, config: Path, emulator: Emulator, state: Path, work: Path, *args: str
+) -> Run:
+    """One measured ``syncd apply [ARGS]`` with its requests and state rows."""
     before = work / f"{state.stem}.before.db"
     snapshot(state, before)
     emulator.reset(mailboxes=False)
     log = work / f"{scenario}.out"
-    run = run_measured(syncd_command(config), log)
+    run = run_measured([*syncd_command(config), *args], log)
     run.scenario = scenario
     stats = emulator.stats()
     run.requests = int(stats["requests"]["total"])
@@ -548,6 +556,7 @@ def build_rows(results: Results, n: int, new_hires: int) -> None:
                 f"new hires {new_hires}", f"{per_change:.2f}/hire", "<= 10/hire",
                 "yes" if per_change <= 10 else "NO")
         )  # fmt: skip
+    rows += delta.rows(runs, floors, ratio_row)
     for name in ("csv-steady", "ldap-steady", "ldap-first"):
         info = run(name)
         if info:
@@ -647,7 +656,8 @@ def bench(work: Path, n: int, scenarios: list[str], repeat: int, seed: int) -> R
         if use_ldap:
             progress("loading slapd offline (slapadd)")
             ldif = "".join(data.ldif_for(p) for p in data.people(n, seed))
-            server = Slapd(work / "slapd", ldif)
+            # entryCSN indexed, as a directory read in deltas should have it (README).
+            server = Slapd(work / "slapd", ldif, indexes=("entryCSN",))
             stack.enter_context(server)
             # The root DN: the reader accounts cap pages at 500 entries, the floors use 1000.
             password_file.write_text(server.root_password)  # no newline: ldapsearch -y
@@ -733,12 +743,28 @@ def bench(work: Path, n: int, scenarios: list[str], repeat: int, seed: int) -> R
                     [apply("ldap-steady", ldap_config, emulator, ldap_state, work)
                      for _ in range(repeat)]
                 )  # fmt: skip
+            if "ldap-delta" in scenarios:
+                delta_config, delta_state = work / "syncd-delta.yaml", work / "state-delta.db"
+                snapshot(ldap_state, delta_state)
+                write_config(delta_config, {**ldap_source(server, password_file), "delta": True},
+                             emulator, delta_state, creates)  # fmt: skip
+                progress("ldap-delta: the first cycle reads everything (no watermark yet)")
+                apply("ldap-delta-first", delta_config, emulator, delta_state, work)
+                setup = delta.Setup(work, n, repeat, server, emulator, password_file,
+                                    delta_config, delta_state, apply, best)  # fmt: skip
+                runs.update(delta.run_scenarios(setup, floors))
 
     for name, run in runs.items():
         results.runs[name] = asdict(run)
         if run.exit_code != 0:
             progress(f"{name} exited {run.exit_code}; the end of its output:\n{run.log_tail}")
     build_rows(results, n, new_hires)
+    if "inflight" in scenarios:
+        # Issue 17's scenarios: each with an emulator of its own (latency, rate and concurrency
+        # limits), at 20,000 people at most (they measure waiting, not size).
+        from bench import inflight  # here: bench.inflight imports this module
+
+        inflight.bench(work, min(n, inflight.PEOPLE), inflight.SCENARIOS, results, seed)
     return results
 
 

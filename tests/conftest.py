@@ -1,7 +1,8 @@
 """Shared fixtures. The heavy lifting lives in tests/support/; fixtures here are thin wrappers.
 
 The support modules are registered as plugins so that their fixtures (``emulator``,
-``make_emulator``, ``slapd``, ``slapd_factory``) are available to every test module.
+``make_emulator``, ``slapd``, ``slapd_factory``, ``samba_ad``) are available to every test
+module; ``samba_ad`` only here, once, since two definitions would start two DCs on AD's ports.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ pytest_plugins = [
     "tests.support.real_parts",
     "tests.support.emulator",
     "tests.support.slapd",
+    "tests.support.samba",
 ]
 
 

@@ -55,6 +55,12 @@ def test_every_scenario_has_its_rows(bench_results: dict[str, object]) -> None:
         "csv-newhires: state rows",
         "ldap-steady: wall",
         "ldap-steady: wall (reference)",
+        "ldap-delta-full: wall",
+        "ldap-delta-none: wall",
+        "ldap-delta-1pct: wall",
+        "inflight-latency: wall",
+        "inflight-rate: 429s",
+        "inflight-concurrency: mailboxes",
     ):
         assert expected in names
     for scenario in ("csv-first", "csv-steady", "csv-newhires", "ldap-first", "ldap-steady"):
@@ -87,5 +93,7 @@ def test_first_provisioning_sends_exactly_one_bulk_request_per_batch(
 def test_floors_were_measured(bench_results: dict[str, object]) -> None:
     floors = bench_results["floors"]
     assert isinstance(floors, dict)
-    assert set(floors) == {"csv", "ldap3", "ldapsearch", "httpx", "httpx-newhires", "startup"}
+    assert set(floors) == {"csv", "ldap3", "ldapsearch", "httpx", "httpx-newhires", "startup",
+                           "ldap3-changed", "httpx-latency", "ideal-inflight-latency",
+                           "ideal-inflight-rate", "ideal-inflight-concurrency"}  # fmt: skip
     assert all(seconds > 0 for seconds in floors.values())

@@ -180,6 +180,7 @@ def _cycle_options(config: Config, args: argparse.Namespace, mode: str) -> Any:
         mode=mode,  # type: ignore[arg-type]
         allow_creates=getattr(args, "allow_creates", None),
         reporter=StatusFiles(config) if mode == "apply" else None,
+        full=getattr(args, "full", False),
     )
 
 
@@ -309,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# --full of plan and apply.
+_FULL_HELP = (
+    "read the whole directory in this cycle, even where source.delta would read only the "
+    "changes since the last read (only a full read counts anyone missing)"
+)
+
+
 def _add_cycle_commands(add: AddCommand) -> None:
     """The commands that read the source or change something: validate, plan, apply, run,
     retry, adopt."""
@@ -330,7 +338,9 @@ def _add_cycle_commands(add: AddCommand) -> None:
         "interrupted cycle's creates), 0 when not (exit 75 when a guard would refuse the "
         "cycle, with or without --check)",
     )
+    plan.add_argument("--full", action="store_true", help=_FULL_HELP)
     apply = add("apply", cmd_apply, "run one sync cycle now")
+    apply.add_argument("--full", action="store_true", help=_FULL_HELP)
     apply.add_argument(
         "--allow-creates",
         type=int,

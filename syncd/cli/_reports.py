@@ -198,12 +198,13 @@ def print_plan(result: CycleResult, domain: str, fmt: str, *, summary: bool) -> 
     """``syncd plan``'s output: the rows (unless ``summary``), and the counts and the guards'
     verdict. CSV and JSON keep stdout to the data; the refusal goes to stderr there."""
     counts = {key: result.counts.get(key, 0) for key in PLAN_COUNTS}
-    complete = result.report.complete
+    complete, scan = result.report.complete, result.report.scan
     if summary and fmt == "json":
-        data = {"complete": complete, **counts, "refused": result.message or None}
+        data = {"complete": complete, "scan": scan, **counts, "refused": result.message or None}
         print(json_visible(json.dumps(data, indent=2, ensure_ascii=False)))
     elif summary and fmt == "csv":
-        emit_rows([{"complete": complete, **counts}], ("complete", *PLAN_COUNTS), "csv")
+        row = {"complete": complete, "scan": scan, **counts}
+        emit_rows([row], ("complete", "scan", *PLAN_COUNTS), "csv")
     elif not summary:
         rows = plan_rows(result.plan, domain)
         if fmt == "table":
@@ -226,8 +227,13 @@ def print_plan(result: CycleResult, domain: str, fmt: str, *, summary: bool) -> 
         f"renames={c['renames']} scheduled={c['scheduled']} waiting={c['waiting']} "
         f"quarantined={c['quarantined']} unresolved={c['unresolved']} "
         f"no_address={c['no_address']} missing={c['missing']} new_leavers={c['new_leavers']} "
-        f"returned={c['returned']} name_changes={c['name_changes']}"
+        f"returned={c['returned']} name_changes={c['name_changes']} scan={scan}"
     )
+    if scan == "delta":
+        print(
+            "note: a delta read (only the entries changed since the last read) counts nobody "
+            "missing; `syncd plan --full` reads everything"
+        )
     if result.message:
         print(f"guards: apply would refuse: {result.message}")
     if result.counts.get("unchecked_first_run"):
@@ -299,9 +305,21 @@ def _cycle_lines(status: dict[str, Any], now: datetime) -> list[str]:
 
 # The columns of the recent runs under `syncd status`.
 STATUS_RUN_COLUMNS = (
-    "id", "started_at", "outcome", "complete", "read", "rejected", "created", "adopted",
+    "id", "started_at", "outcome", "complete", "scan", "read", "rejected", "created", "adopted",
     "failed", "pending", "quarantined",
 )  # fmt: skip
+
+
+def _full_read_note(due: Any, now: datetime) -> str:
+    """When the next full read (the only kind that finds leavers) comes, in words."""
+    from syncd.state import parse_iso
+
+    try:
+        late = (now - parse_iso(str(due))).total_seconds()
+    except ValueError:
+        return ""
+    when = f"in {_span(-late)}" if late < 0 else "in the next cycle"
+    return f" ({when}; until then cycles read only the changes, which count nobody missing)"
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
@@ -367,7 +385,11 @@ def _status_lines(
     if complete is not None:
         reason = status.get("source_incomplete_reason")
         source = "complete" if complete else visible(f"INCOMPLETE ({reason})")
-        lines.append(f"source:       {source}")
+        scan = status.get("source_scan")
+        lines.append(f"source:       {source}" + (f", scan={scan}" if scan else ""))
+    due = status.get("next_full_read")
+    if due:
+        lines.append(f"full read:    next {visible(str(due))}{_full_read_note(due, now)}")
     lines.append("totals:       " + " ".join(f"{k}={v}" for k, v in totals.items()))
     return lines
 

@@ -478,6 +478,22 @@ class LdapSource(Section):
         "Active Directory ignores them and tests bit 0x2 of `userAccountControl`.",
         examples=[["disabled", "inactive"]],
     )
+    delta: bool = Field(
+        True,
+        description="Read only the entries changed since the last read (AD: `uSNChanged` above "
+        "the domain controller's `highestCommittedUSN`; OpenLDAP: `entryCSN`), and the whole "
+        "directory only every `full_read_every`, after a failover to another server, or with "
+        "`--full`. A delta read finds new hires, changed names and newly disabled accounts; "
+        "only a full read counts anyone missing, so leavers wait for it.",
+        examples=[True],
+    )
+    full_read_every: Duration = Field(
+        timedelta(hours=24),
+        description="With `delta`: read the whole directory when the last complete full read "
+        "is older than this (`0`: in every cycle). Someone deleted or moved out of `base_dn` "
+        "is missed by delta reads, and counted missing by the next full read.",
+        examples=["24h"],
+    )
 
     @model_validator(mode="before")
     @classmethod

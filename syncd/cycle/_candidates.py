@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from syncd.cycle._plan import Kind, Known, Plan, Policy, plan_person
+from syncd.cycle._plan import Action, Kind, Known, Plan, Policy, plan_person
 from syncd.cycle._stage import STAGE_CHUNK
 from syncd.model import Person
 from syncd.state import State, parse_iso
@@ -29,7 +29,10 @@ from syncd.state import State, parse_iso
 _COLUMNS = """s.anchor, s.first_name, s.last_name, s.email, s.start_date, s.disabled, s.digest,
        s.origin, p.digest AS known_digest, m.state, m.local_part, m.mailbox_id,
        m.first_name AS mailbox_first, m.last_name AS mailbox_last, m.attempts,
-       m.next_attempt_at, m.failed_digest, s.seq"""
+       m.next_attempt_at, m.failed_digest, s.seq, 1 AS in_read"""
+# The position of ``in_read`` in a candidate row: 1 for the people this read returned, 0 for
+# those it did not (only a delta read has those; see _DELTA_UNCHANGED_CANDIDATES).
+_IN_READ = 18
 
 # The people the planner must look at: (1) the staged ones that are new, changed, or without a
 # settled mailbox; (2) the unchanged ones (in unchanged blocks) that are ``open``: whose mailbox
@@ -51,12 +54,25 @@ _UNCHANGED_CANDIDATES = """
 SELECT p.anchor, p.first_name, p.last_name, p.email, p.start_date, p.disabled, p.digest,
        coalesce(l.origin, '') AS origin, p.digest AS known_digest, m.state, m.local_part,
        m.mailbox_id, m.first_name AS mailbox_first, m.last_name AS mailbox_last, m.attempts,
-       m.next_attempt_at, m.failed_digest, b.first_pos AS seq
+       m.next_attempt_at, m.failed_digest, b.first_pos AS seq, 1 AS in_read
 FROM temp.matched b
 JOIN people p ON p.block = b.id{open}
 LEFT JOIN mailboxes m ON m.anchor = p.anchor
 LEFT JOIN temp.located l ON l.anchor = p.anchor
 WHERE p.anchor NOT IN (SELECT anchor FROM temp.seen)
+"""
+# A delta read returns only the changed people; everyone else the state holds as present (not
+# missing from the last complete full read) is unchanged, wherever their block: those of them
+# that are open (a start date to wait for, a failure to retry) are looked at as after a full
+# read. They are not *in* this read (``in_read`` 0), which matters for renames (plan_and_queue).
+_DELTA_UNCHANGED_CANDIDATES = """
+SELECT p.anchor, p.first_name, p.last_name, p.email, p.start_date, p.disabled, p.digest,
+       '' AS origin, p.digest AS known_digest, m.state, m.local_part,
+       m.mailbox_id, m.first_name AS mailbox_first, m.last_name AS mailbox_last, m.attempts,
+       m.next_attempt_at, m.failed_digest, -1 AS seq, 0 AS in_read
+FROM people p{index}
+LEFT JOIN mailboxes m ON m.anchor = p.anchor
+WHERE p.missing_count = 0 AND p.anchor NOT IN (SELECT anchor FROM temp.seen){open}
 """
 
 # Open: what the planner decides about this person can change without their record changing
@@ -80,25 +96,42 @@ def open_policy(policy: Policy) -> str:
     return "rename" if policy.update_names else "keep"
 
 
-def _candidates_sql(state: State, policy: Policy) -> str:
+def _candidates_sql(state: State, policy: Policy, *, delta: bool = False) -> str:
     """The candidates query, in read order. Every unchanged person is looked at when the
     ``open`` flags were computed under another policy (only in ``syncd plan``: ``apply``
     recomputes them first); an older state (``syncd plan`` does not migrate) has no blocks."""
     if not state.current:
         return _STAGED_CANDIDATES + "ORDER BY seq"
     trusted = state.get_meta(OPEN_POLICY_KEY) == open_policy(policy)
-    unchanged = _UNCHANGED_CANDIDATES.format(open=" AND p.open = 1" if trusted else "")
+    if delta:
+        # The open people, from the partial index that holds only them (a few in 100k).
+        unchanged = _DELTA_UNCHANGED_CANDIDATES.format(
+            index=" INDEXED BY people_open" if trusted else "",
+            open=" AND p.open = 1" if trusted else "",
+        )
+    else:
+        unchanged = _UNCHANGED_CANDIDATES.format(open=" AND p.open = 1" if trusted else "")
     return f"{_STAGED_CANDIDATES} UNION ALL {unchanged} ORDER BY seq"
 
 
-def refresh_open(state: State, policy: Policy, *, everyone: bool = False) -> None:
-    """Recompute ``people.open`` for the people this cycle looked at (or for everyone)."""
-    scope = (
-        "1"
-        if everyone
-        else "p.anchor IN (SELECT anchor FROM temp.seen) "
-        "OR (p.open = 1 AND p.block IN (SELECT id FROM temp.matched))"
-    )
+def refresh_open(
+    state: State, policy: Policy, *, everyone: bool = False, delta: bool = False
+) -> None:
+    """Recompute ``people.open`` for the people this cycle looked at (or for everyone): after
+    a delta read, the people it returned and every open one."""
+    if everyone:
+        scope = "1"
+    elif delta:
+        # One IN list, not `... OR p.open = 1`: SQLite would walk all of people for the OR.
+        scope = (
+            "p.anchor IN (SELECT anchor FROM temp.seen UNION ALL "
+            "SELECT anchor FROM people INDEXED BY people_open WHERE open = 1)"
+        )
+    else:
+        scope = (
+            "p.anchor IN (SELECT anchor FROM temp.seen) "
+            "OR (p.open = 1 AND p.block IN (SELECT id FROM temp.matched))"
+        )
     with state.transaction() as conn:
         conn.execute(_OPEN_SQL.format(scope=scope), {"rename": int(policy.update_names)})
         if everyone:
@@ -113,8 +146,10 @@ def _rows(state: State, sql: str, params: Sequence[object] = ()) -> sqlite3.Curs
     return cursor.execute(sql, params)
 
 
-def candidates(state: State, policy: Policy) -> Iterator[tuple[Person, Known | None]]:
-    for row in _rows(state, _candidates_sql(state, policy)):
+def candidates(
+    state: State, policy: Policy, *, delta: bool = False
+) -> Iterator[tuple[Person, Known | None]]:
+    for row in _rows(state, _candidates_sql(state, policy, delta=delta)):
         yield _person_from_row(row), _known_from_row(row)
 
 
@@ -151,13 +186,18 @@ def _known_from_row(row: Sequence[Any]) -> Known | None:
     )
 
 
-def plan_and_queue(state: State, policy: Policy, today: date, now: datetime) -> Plan:
+def plan_and_queue(
+    state: State, policy: Policy, today: date, now: datetime, *, delta: bool = False
+) -> Plan:
     """Plan with counts only, queueing the people to create or retry in ``temp.todo``.
 
     A first provisioning of 100k people would otherwise hold 100k actions in memory until they
     are sent; the queue lets :func:`queued_creates` hand them over a chunk at a time. It holds
     what the provisioner needs (the person and the address already issued to them, if any), so
     handing over is a plain read of this table.
+
+    After a ``delta`` read, a rename is planned only for the people it returned (see
+    :func:`_decide`).
     """
     conn = state.conn
     conn.execute("DROP TABLE IF EXISTS temp.todo")
@@ -168,9 +208,9 @@ def plan_and_queue(state: State, policy: Policy, today: date, now: datetime) -> 
     insert = "INSERT INTO temp.todo VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     result = Plan(keep=False)
     queued: list[tuple[object, ...]] = []
-    for row in _rows(state, _candidates_sql(state, policy)):
+    for row in _rows(state, _candidates_sql(state, policy, delta=delta)):
         known = _known_from_row(row)
-        action = plan_person(_person_from_row(row), known, policy, today, now)
+        action = _decide(result, row, _person_from_row(row), known, policy, today, now)
         if action is None:
             continue
         result.add(action)
@@ -183,18 +223,42 @@ def plan_and_queue(state: State, policy: Policy, today: date, now: datetime) -> 
     return result
 
 
+def _decide(
+    result: Plan,
+    row: Sequence[Any],
+    person: Person,
+    known: Known | None,
+    policy: Policy,
+    today: date,
+    now: datetime,
+) -> Action | None:
+    """The planner's action for one candidate row; a rename of someone the read did not return
+    (only a delta read leaves such people among the candidates) is counted as waiting instead.
+
+    The names in the state are only as good as the read that wrote them, which may have been
+    incomplete (the rename then waits for a complete read of that person, see the engine). A
+    complete delta read vouches for the people it returned, and for nobody else: the others
+    wait for the next full read (or for their own next change).
+    """
+    action = plan_person(person, known, policy, today, now)
+    if action is not None and action.kind is Kind.RENAME and not row[_IN_READ]:
+        result.renames_waiting += 1
+        return None
+    return action
+
+
 def plan_in_full(
-    state: State, policy: Policy, today: date, now: datetime
+    state: State, policy: Policy, today: date, now: datetime, *, delta: bool = False
 ) -> tuple[Plan, list[tuple[Person, str | None]]]:
     """``syncd plan``: every decision kept, and the people to create or retry in the order
     ``apply`` would send them (creates and retries mixed, in read order, as
     :func:`plan_and_queue` queues them), each with the address already issued to them, if any."""
     result = Plan()
     sending: list[tuple[Person, str | None]] = []
-    for row in _rows(state, _candidates_sql(state, policy)):
+    for row in _rows(state, _candidates_sql(state, policy, delta=delta)):
         known = _known_from_row(row)
         person = _person_from_row(row)
-        action = plan_person(person, known, policy, today, now)
+        action = _decide(result, row, person, known, policy, today, now)
         if action is None:
             continue
         result.add(action)

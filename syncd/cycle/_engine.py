@@ -29,6 +29,7 @@ from syncd.cycle._candidates import (
     queued_creates,
     refresh_open,
 )
+from syncd.cycle._delta import choose_scan, keep_watermark, log_scan, next_full_read
 from syncd.cycle._plan import Change, GuardInput, Plan, Policy, check_guards
 from syncd.cycle._run import CycleOptions, CycleResult, new_cycle_id, today_for
 from syncd.cycle._stage import Locate, Staged, preview_transitions, record_read, stage_source
@@ -70,7 +71,8 @@ def _plan_only(config: Config, options: CycleOptions, cycle_id: str) -> CycleRes
     state = State(path, read_only=True) if path.exists() else State(None)
     try:
         source = open_source(config)
-        report = ReadReport()
+        choice = choose_scan(config, state, full=options.full, now=now)
+        report = ReadReport(since=choice.since)
         policy = Policy.from_config(config)
         # A state from an older syncd is not migrated by a dry run: read it without blocks.
         staged = stage_source(
@@ -81,7 +83,10 @@ def _plan_only(config: Config, options: CycleOptions, cycle_id: str) -> CycleRes
             use_blocks=state.current,
             locate=_blocks_to_locate(state, policy),
         )
-        the_plan, sending = plan_in_full(state, policy, today_for(options, now), now)
+        log_scan(config, report, choice)
+        the_plan, sending = plan_in_full(
+            state, policy, today_for(options, now), now, delta=report.delta
+        )
         the_plan.addresses = preview_addresses(config, state, now, sending)
         # An older state has no blocks to tell who is missing; apply migrates it, then tells.
         the_plan.lifecycle = preview_transitions(state, report, policy) if state.current else []
@@ -93,6 +98,7 @@ def _plan_only(config: Config, options: CycleOptions, cycle_id: str) -> CycleRes
         result.message = "; ".join(
             _guard_reasons(config, state, staged, report, result.plan, options)
         )
+        result.next_full_read = next_full_read(config, state, now)
         result.duration_s = time.monotonic() - started
         return result
     finally:
@@ -164,6 +170,7 @@ def _guard_reasons(
             max_creates_per_cycle=safety.max_creates_per_cycle,
             max_creates_percent=safety.max_creates_percent,
             allow_creates=options.allow_creates,
+            delta=report.delta,
         )
     )
 
@@ -259,7 +266,8 @@ def _apply_cycle(
     now: datetime,
 ) -> CycleResult:
     run_id = state.start_run(cycle_id, "apply", source.describe(), now)
-    report = ReadReport()
+    choice = choose_scan(config, state, full=options.full, now=now)
+    report = ReadReport(since=choice.since)
     result = CycleResult(cycle_id, "apply", now, report, Plan())
     reporter = options.reporter
     if reporter is not None:
@@ -268,15 +276,17 @@ def _apply_cycle(
         if state.has_intents():
             hybridbox.provisioner(state).resolve_intents()
         staged = stage_source(state, source, report, options.heartbeat)
+        log_scan(config, report, choice)
         if not report.complete:
             event(log, "source.incomplete", logging.WARNING, reason=report.incomplete_reason)
         policy = Policy.from_config(config)
         the_plan = result.plan = _guarded_plan(
             config, options, state, hybridbox, staged, report, policy, now
         )
-        _record_and_apply(state, hybridbox, report, the_plan, policy, now)
-        refresh_open(state, policy)
+        _record_and_apply(config, state, hybridbox, report, the_plan, policy, now)
+        refresh_open(state, policy, delta=report.delta)
         hybridbox.record_check(state)
+        result.next_full_read = next_full_read(config, state, now)
         result.totals = state.totals(config.sync.leaver_after_missing)
         result.counts = _final_counts(staged, report, the_plan, hybridbox.counters, result.totals)
         result.stopped_early = hybridbox.stopped
@@ -291,6 +301,7 @@ def _apply_cycle(
             run_id,
             complete=int(report.complete),
             incomplete_reason=report.incomplete_reason,
+            scan=report.scan,
             read=report.read,
             rejected=report.rejected,
             outcome="error",
@@ -316,7 +327,7 @@ def _guarded_plan(
     today = today_for(options, now)
     if state.get_meta(OPEN_POLICY_KEY) != open_policy(policy):
         refresh_open(state, policy, everyone=True)  # first cycle, or update_names changed
-    the_plan = plan_and_queue(state, policy, today, now)
+    the_plan = plan_and_queue(state, policy, today, now, delta=report.delta)
     reasons = _guard_reasons(config, state, staged, report, the_plan, options)
     if not reasons and the_plan.create_count and not state.has_any_mailbox():
         reasons += hybridbox.provisioner(state).first_run_reasons()
@@ -326,6 +337,7 @@ def _guarded_plan(
 
 
 def _record_and_apply(
+    config: Config,
     state: State,
     hybridbox: _Hybridbox,
     report: ReadReport,
@@ -334,11 +346,18 @@ def _record_and_apply(
     now: datetime,
 ) -> None:
     """Record the read (which logs what it changed about people), then create and rename on
-    Hybridbox what the plan says."""
+    Hybridbox what the plan says.
+
+    Renames need a complete read of the people renamed: an incomplete one defers them all; a
+    complete delta read makes those of the people it returned, and the others wait for a read
+    that returns them (the planner counts them: ``renames_waiting``)."""
     to_create = the_plan.create_count + the_plan.retry_count
     if to_create or the_plan.renames:
         hybridbox.provisioner(state)  # the token is checked before the read is recorded
     record_read(state, report, now, policy)
+    # Right after the read it came from is recorded: should the creates below fail, the next
+    # delta read starts after the changes this one recorded, not before them.
+    keep_watermark(config, state, report, now)
     if to_create:
         hybridbox.provisioner(state).create(queued_creates(state), to_create)
     if the_plan.renames and not report.complete:
@@ -354,6 +373,14 @@ def _record_and_apply(
         )
     elif the_plan.renames:
         hybridbox.provisioner(state).rename(the_plan.renames)
+    if the_plan.renames_waiting and report.complete:
+        event(
+            log,
+            "rename.deferred",
+            count=the_plan.renames_waiting,
+            reason="not in this delta read: made by the next read that returns them, the next "
+            "full read at the latest",
+        )
 
 
 def _finish_run(state: State, run_id: int, result: CycleResult) -> None:
@@ -363,6 +390,7 @@ def _finish_run(state: State, run_id: int, result: CycleResult) -> None:
         run_id,
         complete=int(report.complete),
         incomplete_reason=report.incomplete_reason,
+        scan=report.scan,
         outcome=outcome,
         exit_code=1 if outcome == "partial" else 0,
         **{k: result.counts.get(k, 0) for k in _RUN_COUNT_COLUMNS},
@@ -408,6 +436,7 @@ def summary(result: CycleResult) -> None:
         mode=result.mode,
         outcome=result.outcome,
         complete=result.report.complete,
+        scan=result.report.scan,
         read=c.get("read"),
         rejected=c.get("rejected"),
         new=c.get("new"),
@@ -422,5 +451,7 @@ def summary(result: CycleResult) -> None:
         # The most bulk requests that were outstanding at once (only when any were sent).
         in_flight_max=c.get("in_flight_max") or None,
         stopped_early=result.stopped_early or None,
+        # A source read in deltas: when the next full read (the one that finds leavers) is due.
+        next_full_read=iso(result.next_full_read) if result.next_full_read else None,
         duration_s=f"{result.duration_s:.2f}",
     )

@@ -202,6 +202,9 @@ class Plan:
     unresolved: int = 0
     # Creates for people first seen in this read: what the create guards count.
     new_creates: int = 0
+    # Renames of people a delta read did not return: they wait for a read that does (the next
+    # full read at the latest; see syncd.cycle._candidates).
+    renames_waiting: int = 0
     # ``syncd plan`` only: the local part each create and retry would be sent with, by anchor,
     # chosen as apply chooses it (None: every candidate is taken); and what the read changes
     # about people (apply logs these instead).
@@ -311,26 +314,16 @@ class GuardInput:
     max_creates_per_cycle: int
     max_creates_percent: float
     allow_creates: int | None = None  # `apply --allow-creates N`
+    # A delta read returns the changed people only: it says nothing about the source's size.
+    delta: bool = False
 
 
 def check_guards(guard: GuardInput) -> list[str]:
     """Reasons to refuse this cycle; empty when it may be applied."""
     reasons: list[str] = []
-    if guard.accepted < guard.min_source_people:
-        reasons.append(
-            f"the source returned {guard.accepted} usable people, fewer than "
-            f"safety.min_source_people={guard.min_source_people}; check the source (an empty "
-            f"or cut-off export?)"
-        )
+    if not guard.delta:
+        reasons += _source_size_reasons(guard)
     last = guard.last_complete_accepted
-    if last:
-        drop = 100.0 * (last - guard.accepted) / last
-        if drop > guard.max_source_drop_percent:
-            reasons.append(
-                f"the source shrank from {last} to {guard.accepted} people ({drop:.1f}% drop, "
-                f"more than safety.max_source_drop_percent={guard.max_source_drop_percent:g}); "
-                f"check the source; if the drop is real, raise the limit for one run"
-            )
     allowed = guard.allow_creates
     if allowed is not None and guard.new_creates <= allowed:
         return reasons
@@ -348,6 +341,27 @@ def check_guards(guard: GuardInput) -> list[str]:
                 f"{guard.provisioned} already provisioned (more than "
                 f"safety.max_creates_percent={guard.max_creates_percent:g}); if that is right, "
                 f"run `syncd apply --allow-creates {guard.new_creates}` once"
+            )
+    return reasons
+
+
+def _source_size_reasons(guard: GuardInput) -> list[str]:
+    """The guards on the size of a full read: too few people, or a big drop since the last."""
+    reasons: list[str] = []
+    if guard.accepted < guard.min_source_people:
+        reasons.append(
+            f"the source returned {guard.accepted} usable people, fewer than "
+            f"safety.min_source_people={guard.min_source_people}; check the source (an empty "
+            f"or cut-off export?)"
+        )
+    last = guard.last_complete_accepted
+    if last:
+        drop = 100.0 * (last - guard.accepted) / last
+        if drop > guard.max_source_drop_percent:
+            reasons.append(
+                f"the source shrank from {last} to {guard.accepted} people ({drop:.1f}% drop, "
+                f"more than safety.max_source_drop_percent={guard.max_source_drop_percent:g}); "
+                f"check the source; if the drop is real, raise the limit for one run"
             )
     return reasons
 

@@ -52,6 +52,8 @@ class CycleOptions:
     cycle_id: str | None = None
     # Told when an apply cycle starts and ends (status.json); None for a cycle nobody watches.
     reporter: CycleReporter | None = None
+    # `apply --full`, `plan --full`: read the whole directory even when a delta read would do.
+    full: bool = False
 
 
 @dataclass(slots=True)
@@ -67,6 +69,9 @@ class CycleResult:
     duration_s: float = 0.0
     stopped_early: bool = False
     message: str = ""
+    # A source read in deltas (LDAP with source.delta): when the next full read is due (the
+    # start of the next cycle when none is stored yet); None for a source always read in full.
+    next_full_read: datetime | None = None
 
     @property
     def outcome(self) -> str:

@@ -136,6 +136,10 @@ def cycle_finished(config: Config, result: CycleResult) -> None:
         "last_outcome": result.outcome,
         "source_complete": result.report.complete,
         "source_incomplete_reason": result.report.incomplete_reason,
+        # full or delta (LDAP with source.delta); and when the next full read is due (null for
+        # a source always read in full).
+        "source_scan": result.report.scan,
+        "next_full_read": iso(result.next_full_read) if result.next_full_read else None,
         "last_counts": result.counts,
         "totals": result.totals,
     }

@@ -10,6 +10,12 @@ Anything that goes wrong *during* the read (dropped connection, limit, referral)
 and marks the ``ReadReport`` incomplete; the people already yielded stay usable. Anything that
 goes wrong *before* the first entry is an error an administrator has to fix (``ConfigError``) or
 an outage (``SourceUnavailable``).
+
+With ``source.delta`` the read may be a *delta* read, of the entries changed since the watermark
+the engine passes in ``ReadReport.since`` (AD: ``uSNChanged``; OpenLDAP: ``entryCSN``), through
+the same paging loop and completeness checks; :mod:`syncd.source._ldap_delta` decides, from what
+the server says before the search, whether the watermark is good on it, and leaves the next one
+in ``ReadReport.watermark`` when the read completes.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ from syncd.logs import event, get_logger, register_secret
 from syncd.model import Person, ReadReport
 from syncd.source import _ad
 from syncd.source._ldap_decode import use_lean_entries
+from syncd.source._ldap_delta import DeltaScan
 from syncd.source._ldap_entry import EntryMapper, check_base_dn, check_filter
 from syncd.source._ldap_errors import (
     TlsFailure,
@@ -118,6 +125,7 @@ class LdapReader:
                 hint="give the PEM certificate of the CA that issued the LDAP server certificate",
             )
         self._mapper = EntryMapper(config, sync)
+        self._sync = sync
         self._page_size = config.page_size
         self._page_size_capped = False
         if config.flavor == "active_directory" and config.page_size > _ad.AD_MAX_PAGE_SIZE:
@@ -151,11 +159,19 @@ class LdapReader:
 
     def records(self, report: ReadReport) -> Generator[Record, None, None]:
         """One record ``(anchor, key, person)`` per usable entry: entries are parsed as their
-        page arrives (bad ones rejected there), so ``person`` only hands the result over."""
+        page arrives (bad ones rejected there), so ``person`` only hands the result over.
+
+        With ``source.delta``, only the entries changed since ``report.since`` when this server
+        allows it (see :mod:`syncd.source._ldap_delta`); a complete read leaves the next
+        watermark in ``report.watermark``."""
         self._warn_about_settings(report)
         connection, url = self._connect()
         try:
-            for person in self._read_pages(connection, url, report):
+            scan = DeltaScan(self._config, self._sync) if self._config.delta else None
+            search_filter = self._filter
+            if scan is not None:
+                search_filter = scan.begin(connection, url, report, search_filter)
+            for person in self._read_pages(connection, url, report, search_filter, scan):
                 anchor = person.anchor
                 yield anchor, anchor + KEY_SEPARATOR + person.digest, person
         finally:
@@ -270,15 +286,26 @@ class LdapReader:
             f"attribute {name!r}{guess}{note}"
         )
 
-    def _read_pages(self, connection: Connection, url: str, report: ReadReport) -> Iterator[Person]:
+    def _read_pages(
+        self,
+        connection: Connection,
+        url: str,
+        report: ReadReport,
+        search_filter: str,
+        scan: DeltaScan | None,
+    ) -> Iterator[Person]:
         mapper = self._mapper
         cookie: bytes | None = None
         pages = 0
         skipped_references = 0
+        # entryCSN, when the read must find its own watermark in the entries.
+        extra = scan.attributes if scan is not None else []
+        attributes = [*mapper.attributes, *extra]
+        see = scan.see if scan is not None and extra else None
         started = time.monotonic()
         while True:
             try:
-                self._search_page(connection, cookie)
+                self._search_page(connection, cookie, search_filter, attributes)
             except (LDAPException, OSError) as exc:
                 self._incomplete(
                     report, url, f"connection to {url} lost after {report.read} entries: {exc}"
@@ -299,6 +326,8 @@ class LdapReader:
                     self._referred(report, url, entry)
                     return
                 report.read += 1
+                if see is not None:
+                    see(entry["raw_attributes"])
                 person = mapper.person(entry["dn"], entry["raw_attributes"], report)
                 if person is not None:
                     yield person
@@ -309,27 +338,37 @@ class LdapReader:
             if not cookie:
                 break
         report.complete = True
+        seconds = time.monotonic() - started
+        if scan is not None:
+            scan.finish(report, seconds)
         event(
             log,
             "ldap.read_done",
             url=url,
+            scan=report.scan,
             read=report.read,
             rejected=report.rejected,
             pages=pages,
             references_skipped=skipped_references or None,
-            seconds=round(time.monotonic() - started, 2),
+            seconds=round(seconds, 2),
         )
 
-    def _search_page(self, connection: Connection, cookie: bytes | None) -> None:
+    def _search_page(
+        self,
+        connection: Connection,
+        cookie: bytes | None,
+        search_filter: str,
+        attributes: list[str],
+    ) -> None:
         """Ask for the page after ``cookie`` (the first page: None); the answer is left on
         ``connection``. Raises what ldap3 raises when the connection is lost."""
         connection.search(
             self._config.base_dn,
-            self._filter,
+            search_filter,
             _SCOPES[self._config.scope],
             # Aliases would bring the same person in twice; read the real entries.
             dereference_aliases=DEREF_NEVER,
-            attributes=self._mapper.attributes,
+            attributes=attributes,
             paged_size=self._page_size,
             paged_cookie=cookie,
         )

@@ -151,4 +151,11 @@ def _blocks(db: Database) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_initial, _address_history, _blocks]
+def _scan(db: Database) -> None:
+    """4: which kind of read each run made (``full`` or ``delta``, see :mod:`syncd.source.ldap`):
+    only a complete *full* read is the last good size of the source. Older runs (NULL) were all
+    full reads. The delta reads' watermark lives in ``meta``."""
+    _table(db, "runs").add_column("scan", str)
+
+
+MIGRATIONS: list[Migration] = [_initial, _address_history, _blocks, _scan]

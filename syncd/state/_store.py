@@ -15,7 +15,7 @@ Tables (see :mod:`syncd.state._schema` for the exact schema):
   which one a person was seen in, ``people.open`` whether the planner must look at them even when
   their record is unchanged.
 - ``meta``: small key/value facts (e.g. that ``syncd adopt`` recorded a baseline, when the
-  Hybridbox token was last checked).
+  Hybridbox token was last checked, where the next delta read of a directory may start).
 
 All writes of a cycle step happen in one transaction (``with state.transaction():``), so a crash
 at any point leaves a state from which the next cycle is correct. Times are UTC ISO-8601 strings.
@@ -58,6 +58,7 @@ from syncd.logs import (
     owner_note,
     user_name,
 )
+from syncd.model import Watermark
 from syncd.state._schema import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -86,6 +87,11 @@ _LEAVER = "(p.disabled = 1 OR p.missing_count >= ?)"
 
 # A mailbox ``m`` that exists on Hybridbox.
 _HAS_MAILBOX = "m.state IN ('created', 'adopted')"
+
+# The meta keys of delta reads (see syncd.source.ldap): where the next one may start (a
+# Watermark as JSON), and when the last complete full read started.
+WATERMARK_KEY = "watermark"
+FULL_READ_KEY = "full_read_at"
 
 # Whether an address row ``a`` (with its holder ``p``) may not be issued to someone new: all
 # are, but a leaver's address last seen before the cutoff (first parameter; "" holds every
@@ -554,11 +560,47 @@ class State:
             event(log, "state.run_not_recorded", logging.ERROR, run=run_id, reason=str(exc))
 
     def last_complete_read(self) -> LastRead | None:
+        """The last complete *full* read: a delta read returns the changed people only, which
+        says nothing about the size of the source (runs before migration 4 were all full)."""
+        full = " AND coalesce(scan, 'full') = 'full'" if self._runs_have_scan else ""
         row = self.conn.execute(
             "SELECT started_at, accepted FROM runs WHERE complete = 1 AND mode = 'apply' "
-            "AND outcome IN ('ok', 'partial') ORDER BY id DESC LIMIT 1"
+            f"AND outcome IN ('ok', 'partial'){full} ORDER BY id DESC LIMIT 1"
         ).fetchone()
         return None if row is None else LastRead(row["started_at"], int(row["accepted"] or 0))
+
+    @cached_property
+    def _runs_have_scan(self) -> bool:
+        """Whether ``runs`` has migration 4's ``scan`` (``syncd plan`` reads older states as
+        they are)."""
+        return any(row[1] == "scan" for row in self.conn.execute("PRAGMA table_info(runs)"))
+
+    # ---------------------------------------------------------------- delta reads
+
+    def watermark(self) -> Watermark | None:
+        """Where the next delta read may start, as the last recorded complete read left it."""
+        text = self.get_meta(WATERMARK_KEY)
+        return Watermark.from_json(text) if text else None
+
+    def last_full_read(self) -> datetime | None:
+        """When the last recorded complete full read of a delta-reading source started."""
+        text = self.get_meta(FULL_READ_KEY)
+        try:
+            return parse_iso(text) if text else None
+        except ValueError:
+            return None
+
+    def keep_watermark(self, watermark: Watermark | None, full_read_at: datetime | None) -> None:
+        """After a complete read was recorded: where the next delta read may start (None forgets
+        the stored one: this read could not make one, and an older one would hide the changes
+        since), and for a full read, when it started."""
+        with self.transaction():
+            if watermark is None:
+                self.conn.execute("DELETE FROM meta WHERE key = ?", (WATERMARK_KEY,))
+            else:
+                self.set_meta(WATERMARK_KEY, watermark.to_json())
+            if full_read_at is not None:
+                self.set_meta(FULL_READ_KEY, iso(full_read_at))
 
     def stored_blocks(self) -> dict[str, StoredBlock]:
         """The blocks of the last read by head (one per ~64 people: small even at 1M)."""

@@ -14,17 +14,21 @@ repository's virtualenv (nothing is installed). The HR export and the config are
    the first Ada moves to ``address_history``; at schema 1 (no reservations end yet) E5 gets
    ``ada.lovelace2``. E4 is not due yet, so stays ``failed``.
 
-The fixtures (``PRAGMA user_version`` in brackets; today's syncd has 3 migrations):
+The fixtures (``PRAGMA user_version`` in brackets; today's syncd has 4 migrations):
 
 - ``state-v1-1f31b51.db`` [1]: 1f31b51, the last commit before migration 2 (and the first with
   both ``apply`` and the emulator). Opening it runs migrations 2 and 3.
 - ``state-v2-9376d38.db`` [2]: 9376d38, the last commit before migration 3; the oldest schema
   with ``address_history``, so the oldest with a history entry. Opening it runs migration 3.
-- ``state-v3-6776a3d.db`` [3]: 6776a3d, the previous release (the schema of today's syncd, made
-  fresh by that release's code): the reference the migrated and the fresh schemas are held to.
+- ``state-v3-6776a3d.db`` [3]: 6776a3d, the last commit before migration 4 (``runs.scan``).
+  Opening it runs migration 4.
+- ``state-v4-issue19.db`` [4]: the schema of today's syncd, made fresh by the code that added
+  migration 4 (issue 19, delta reads), from its working tree before it was committed (no commit
+  to check out: ``None`` below): the reference the migrated and the fresh schemas are held to.
 
 Run from the repository root: ``.venv/bin/python tests/data/make_old_state.py [FILE ...]`` (all
-three when none is named). It overwrites the fixtures; their timestamps are those of the run.
+of them when none is named). It overwrites the fixtures; their timestamps are those of the run.
+A fixture whose commit is ``None`` is made by this checkout itself.
 """
 
 from __future__ import annotations
@@ -47,10 +51,11 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent
-FIXTURES = {
+FIXTURES: dict[str, str | None] = {
     "state-v1-1f31b51.db": "1f31b51b8bd253d66afa46c954363e3c70f08a31",
     "state-v2-9376d38.db": "9376d38aec4d57176f909675a05988acfc5941a6",
     "state-v3-6776a3d.db": "6776a3dac6a2a37e04042921ddd7c8960cddeddc",
+    "state-v4-issue19.db": None,
 }
 TOKEN = "old-state-fixture-token"
 LISTENING_PREFIX = "hybridbox-emulator listening on "  # the same in all three commits
@@ -62,14 +67,18 @@ KATHERINE, NEW_ADA = ("E4", "Katherine", "Johnson"), ("E5", "Ada", "Lovelace")
 class OldSyncd:
     """One older commit checked out under /tmp, its emulator running, a config and HR export."""
 
-    def __init__(self, commit: str, work: Path) -> None:
+    def __init__(self, commit: str | None, work: Path) -> None:
         self.work = work
-        self.tree = work / "tree"
-        subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(self.tree), commit],
-            check=True,
-            capture_output=True,
-        )
+        # No commit: this checkout, as it is (nothing to check out, nothing to remove after).
+        self.worktree = commit is not None
+        self.tree = work / "tree" if commit is not None else REPO_ROOT
+        if commit is not None:
+            subprocess.run(
+                ["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(self.tree),
+                 commit],
+                check=True,
+                capture_output=True,
+            )  # fmt: skip
         self.env = {**os.environ, "PYTHONPATH": str(self.tree)}
         (work / "token").write_text(TOKEN + "\n")
         (work / "token").chmod(0o600)  # syncd refuses a token file others may read
@@ -142,14 +151,15 @@ class OldSyncd:
         self.admin.close()
         self.emulator.terminate()
         self.emulator.wait(timeout=10)
-        subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(self.tree)],
-            check=True,
-        )
+        if self.worktree:
+            subprocess.run(
+                ["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(self.tree)],
+                check=True,
+            )
 
 
-def make(name: str, commit: str) -> None:
-    print(f"{name}: syncd at {commit[:7]}")
+def make(name: str, commit: str | None) -> None:
+    print(f"{name}: syncd at {commit[:7] if commit else 'this checkout'}")
     with tempfile.TemporaryDirectory(prefix="syncd-old-state-") as tmp:
         old = OldSyncd(commit, Path(tmp))
         try:

@@ -25,7 +25,6 @@ from syncd.errors import ConfigError, SourceUnavailable
 from syncd.model import Person, ReadReport
 from syncd.source.ldap import LdapReader
 from tests.support.samba import SESSION_USERS, AdUser, SambaAD
-from tests.support.samba import samba_ad as samba_ad  # the session fixture
 
 pytestmark = [
     pytest.mark.samba,

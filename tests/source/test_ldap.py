@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import ldap3
 import pytest
 import trustme
 
 from syncd.config import LdapSource, SyncConfig
 from syncd.errors import ConfigError, SourceUnavailable
-from syncd.model import Person, ReadReport
+from syncd.model import Person, ReadReport, Watermark
 from syncd.source.ldap import LdapReader
 from tests.support.events import EventCollector, collecting
 from tests.support.slapd import (
@@ -440,3 +441,86 @@ def test_broken_entries_are_rejected_with_their_dn(
     assert multi.fields["dn"] == "uid=two-names,ou=people,dc=example,dc=org"
     assert multi.fields["field"] == "first_name"
     assert report.warnings == 1
+
+
+# ---------------------------------------------------------------------------------- delta reads
+
+
+def csn_of(server: Slapd, dn: str, attribute: str = "entryCSN") -> list[str]:
+    """An entry's entryCSN (or contextCSN) values, as the root DN reads them."""
+    with ldap3.Connection(
+        ldap3.Server(server.url, get_info=ldap3.NONE),
+        server.root_dn,
+        server.root_password,
+        auto_bind=True,
+    ) as connection:
+        connection.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[attribute])
+        return sorted(v.decode() for v in connection.response[0]["raw_attributes"][attribute])
+
+
+def modify(server: Slapd, dn: str, **values: str) -> None:
+    with ldap3.Connection(
+        ldap3.Server(server.url, get_info=ldap3.NONE),
+        server.root_dn,
+        server.root_password,
+        auto_bind=True,
+    ) as connection:
+        connection.modify(dn, {k: [(ldap3.MODIFY_REPLACE, [v])] for k, v in values.items()})
+
+
+def read_since(config: LdapSource, since: Watermark | None) -> tuple[list[Person], ReadReport]:
+    report = ReadReport(since=since)
+    return list(reader(config).read(report)), report
+
+
+def test_without_contextcsn_the_watermark_comes_from_the_entries_one_read_behind(
+    slapd_factory: SlapdFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people = make_people(20, seed=31)
+    server = slapd_factory(people=people)
+    config = source_for(server, monkeypatch)()
+    newest = max(csn_of(server, p.dn)[0] for p in people)
+
+    _, full = read_since(config, None)
+    assert full.watermark is not None and full.watermark.kind == "csn"
+    # The full read's own newest CSN, and where the first delta starts: before it by the
+    # read's duration and a minute, since a write during the read may be older than it.
+    assert full.watermark.seen == newest
+    assert full.watermark.value < newest
+
+    modify(server, people[3].dn, sn="Neu")
+    changed, first = read_since(config, full.watermark)
+    assert first.delta and first.complete
+    assert "Neu" in {p.last_name for p in changed}
+    assert first.watermark is not None
+    # The next delta starts where the reads before this one ended: at the full read's newest,
+    # which it reads again (>=), with the change after it.
+    assert first.watermark.value == newest
+    assert first.watermark.seen == csn_of(server, people[3].dn)[0]
+    again, second = read_since(config, first.watermark)
+    assert {p.anchor for p in again} == {
+        p.entry_uuid for p in people if csn_of(server, p.dn)[0] >= newest
+    }
+    assert second.watermark is not None and second.watermark.value == first.watermark.seen
+
+
+def test_with_syncprov_the_watermark_is_the_context_csn_read_before_the_search(
+    slapd_factory: SlapdFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people = make_people(20, seed=32)
+    server = slapd_factory(people=people, overlays=("syncprov",))
+    config = source_for(server, monkeypatch)()
+    modify(server, people[0].dn, sn="Vorher")  # syncprov keeps contextCSN from the first write
+    (context,) = csn_of(server, server.base_dn, "contextCSN")
+
+    _, full = read_since(config, None)
+    assert full.watermark is not None
+    assert (full.watermark.value, full.watermark.seen) == (context, "")
+
+    modify(server, people[5].dn, sn="Nachher")
+    changed, delta = read_since(config, full.watermark)
+    assert delta.delta and delta.complete
+    # The boundary entry (its CSN is the contextCSN) and the one changed since.
+    assert {p.last_name for p in changed} == {"Vorher", "Nachher"}
+    assert delta.watermark is not None
+    assert delta.watermark.value == csn_of(server, server.base_dn, "contextCSN")[0]

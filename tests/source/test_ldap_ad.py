@@ -21,8 +21,9 @@ from ldap3.core.exceptions import LDAPSocketReceiveError
 
 from syncd.config import LdapSource, SyncConfig
 from syncd.errors import ConfigError
-from syncd.model import Person, ReadReport
+from syncd.model import Person, ReadReport, Watermark
 from syncd.source import _ad
+from syncd.source._ldap_delta import settings_digest
 from syncd.source._ldap_entry import EntryMapper
 from syncd.source.ldap import PAGED_RESULTS_OID, LdapReader
 from tests.support.events import EventCollector, collecting
@@ -56,6 +57,9 @@ def ad_source(**overrides: Any) -> LdapSource:
         "bind_password_env": "SYNCD_TEST_UNUSED",
         "base_dn": BASE_DN,
         "page_size": 1000,
+        # The recorded pages are the search's alone; the rootDSE reads of delta reads have
+        # tests of their own (the end of this file).
+        "delta": False,
         **overrides,
     }
     return LdapSource.model_validate(data)
@@ -427,3 +431,137 @@ def test_ad_bind_error_names_the_bind_dn(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "wrong password" in str(error)
     assert "S3cret-Password!" not in str(error)
     assert "\x00" not in str(error)
+
+
+# ------------------------------------------------------------------------------- delta reads
+
+DC1 = "CN=NTDS Settings,CN=DC1,CN=Servers,CN=Default-First-Site-Name,CN=Sites,CN=Configuration"
+INVOCATION = bytes.fromhex("787cf5d0b9078647a8524b31825e6900")
+AD_FILTER = "(&(objectCategory=person)(objectClass=user))"
+
+
+def root_dse(usn: bytes | None, service: str = DC1) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rootDSE's answer (only what syncd asks for: highestCommittedUSN, dsServiceName)."""
+    raw = {"dsServiceName": [service.encode()]}
+    if usn is not None:
+        raw["highestCommittedUSN"] = [usn]
+    return [{"type": "searchResEntry", "dn": "", "raw_attributes": raw, "attributes": {}}], result()
+
+
+def ntds_settings(invocation: bytes = INVOCATION) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    entry = {"type": "searchResEntry", "dn": DC1, "raw_attributes": {"invocationId": [invocation]}}
+    return [entry], result()
+
+
+def delta_read(
+    connection: RecordedConnection, since: Watermark | None, monkeypatch: pytest.MonkeyPatch
+) -> ReadReport:
+    reader = LdapReader(ad_source(delta=True), SyncConfig())
+    monkeypatch.setattr(reader, "_connect", lambda: (connection, URL))
+    report = ReadReport(since=since)
+    list(reader.read(report))
+    return report
+
+
+def watermark(**changes: str) -> Watermark:
+    settings = settings_digest(ad_source(delta=True), SyncConfig())
+    fields = {"kind": "usn", "value": "4000", "url": URL, "server": DC1,
+              "invocation_id": INVOCATION.hex(), "settings": settings} | changes  # fmt: skip
+    return Watermark(**fields)
+
+
+def test_ad_delta_asks_for_the_entries_above_the_watermark(
+    monkeypatch: pytest.MonkeyPatch, events: EventCollector
+) -> None:
+    connection = RecordedConnection([root_dse(b"5000"), ntds_settings(), ([ad_user(1)], result())])
+    report = delta_read(connection, watermark(), monkeypatch)
+
+    # The DC's counter and identity are read before the search, then only the changes.
+    assert [r["base"] for r in connection.requests] == ["", DC1, BASE_DN]
+    assert connection.requests[2]["filter"] == f"(&{AD_FILTER}(uSNChanged>=4001))"
+    assert (report.delta, report.complete, report.read) == (True, True, 1)
+    assert report.watermark == watermark(value="5000")
+    assert events.named("ldap.full_read") == []
+
+
+@pytest.mark.parametrize(
+    ("since", "usn", "said"),
+    [
+        (watermark(url="ldaps://dc2.example.test"), b"5000", "another server answered"),
+        (watermark(server="CN=NTDS Settings,CN=DC2"), b"5000", "another domain controller"),
+        (watermark(invocation_id="00" * 16), b"5000", "restored from a backup"),
+        (watermark(value="6000"), b"5000", "highestCommittedUSN went backwards (6000 -> 5000)"),
+    ],
+    ids=["another-url", "another-dc", "restored-dc", "usn-backwards"],
+)
+def test_ad_reads_everything_when_the_watermark_is_not_this_dcs(
+    monkeypatch: pytest.MonkeyPatch,
+    events: EventCollector,
+    since: Watermark,
+    usn: bytes,
+    said: str,
+) -> None:
+    connection = RecordedConnection([root_dse(usn), ntds_settings(), ([ad_user(1)], result())])
+    report = delta_read(connection, since, monkeypatch)
+
+    assert connection.requests[2]["filter"] == AD_FILTER
+    assert (report.delta, report.complete) == (False, True)
+    assert report.full_reason is not None and said in report.full_reason
+    (line,) = events.named("ldap.full_read")
+    assert line.level == logging.WARNING and said in line.fields["reason"]
+    # The full read leaves a watermark of the DC that answered, for the next cycle.
+    assert report.watermark == watermark(value=usn.decode())
+
+
+def test_ad_without_a_usn_is_read_in_full_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, events: EventCollector
+) -> None:
+    connection = RecordedConnection([root_dse(None), ([ad_user(1)], result())])
+    report = delta_read(connection, watermark(), monkeypatch)
+
+    assert connection.requests[1]["filter"] == AD_FILTER
+    assert (report.delta, report.complete, report.watermark) == (False, True, None)
+    (warning,) = events.named("ldap.no_change_order")
+    assert "highestCommittedUSN" in warning.fields["reason"]
+    assert events.named("ldap.full_read") == []
+    assert report.warnings == 1
+
+
+def test_a_delta_read_cut_short_leaves_no_watermark(monkeypatch: pytest.MonkeyPatch) -> None:
+    connection = RecordedConnection(
+        [
+            root_dse(b"5000"),
+            ntds_settings(),
+            ([ad_user(1)], result(cookie=b"c1")),
+            ([ad_user(2)], result(4, description="sizeLimitExceeded")),
+        ]
+    )
+    report = delta_read(connection, watermark(), monkeypatch)
+
+    assert (report.delta, report.complete, report.watermark) == (True, False, None)
+    assert report.incomplete_reason is not None and "size limit" in report.incomplete_reason
+
+
+def test_openldap_entries_without_entry_csn_make_no_watermark_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, events: EventCollector
+) -> None:
+    """A directory that keeps no change order (lastmod off, or entryCSN hidden by an ACL)."""
+    config = ad_source(
+        flavor="openldap", url=[URL], attributes={"anchor": "objectGUID"}, delta=True
+    )
+    naming = {"type": "searchResEntry", "dn": "", "attributes": {},
+              "raw_attributes": {"namingContexts": [BASE_DN.encode()]}}  # fmt: skip
+    suffix = {"type": "searchResEntry", "dn": BASE_DN, "attributes": {}, "raw_attributes": {}}
+    connection = RecordedConnection(
+        [([naming], result()), ([suffix], result()), ([ad_user(1), ad_user(2)], result())]
+    )
+    reader = LdapReader(config, SyncConfig())
+    monkeypatch.setattr(reader, "_connect", lambda: (connection, URL))
+    report = ReadReport()
+    list(reader.read(report))
+
+    assert "entryCSN" in connection.requests[2]["attributes"]
+    assert (report.complete, report.watermark, report.warnings) == (True, None, 1)
+    (warning,) = events.named("ldap.no_change_order")
+    assert "2 of the 2 entries read carry no entryCSN" in warning.fields["reason"]
+    assert "source.delta: false" in warning.fields["action"]

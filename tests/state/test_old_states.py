@@ -84,6 +84,9 @@ def test_opening_an_old_state_runs_every_migration_and_keeps_every_row(
         assert _sorted(kept) == _sorted(rows), table
     if version < 3:  # the columns migration 3 added hold their defaults
         assert {(row["open"], row["block"]) for row in after["people"]} == {(1, None)}
+    if version < 4:  # runs before migration 4 were all full reads: scan is NULL, read as full
+        assert {row["scan"] for row in after["runs"]} == {None}
+        assert state.last_complete_read() is not None
     assert schema_of(state.conn) == schema_of(State(tmp_path / "fresh.db").conn)
 
     mailboxes = {row["anchor"]: row["state"] for row in after["mailboxes"]}

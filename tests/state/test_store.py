@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import StateError
+from syncd.model import Watermark
 from syncd.state import State, iso
 from syncd.state._schema import MIGRATIONS
 
@@ -183,3 +184,38 @@ def test_last_complete_read_ignores_incomplete_plan_and_failed_runs(tmp_path: Pa
         state.finish_run(run, complete=complete, outcome=outcome, accepted=5)
     last = state.last_complete_read()
     assert last is not None and last.accepted == 100
+
+
+def _run(state: State, scan: str, accepted: int, *, complete: bool = True) -> None:
+    run = state.start_run("c", "apply", "ldap", NOW)
+    state.finish_run(run, complete=int(complete), scan=scan, accepted=accepted, outcome="ok")
+
+
+def test_the_last_complete_read_is_the_last_complete_full_read(tmp_path: Path) -> None:
+    """A delta read's few people are no size of the source: the guards compare with the last
+    complete full read, however many deltas came after it."""
+    state = State(tmp_path / "state.db")
+    _run(state, "full", 1000)
+    _run(state, "delta", 3)
+    _run(state, "full", 900, complete=False)
+    last = state.last_complete_read()
+    assert last is not None and last.accepted == 1000
+
+
+def test_a_watermark_is_kept_forgotten_and_survives_damage(tmp_path: Path) -> None:
+    state = State(tmp_path / "state.db")
+    assert (state.watermark(), state.last_full_read()) == (None, None)
+    mark = Watermark("usn", "4711", "ldaps://dc1", "CN=NTDS Settings,CN=DC1", "ab" * 16, "s1")
+    state.keep_watermark(mark, NOW)
+    assert (state.watermark(), state.last_full_read()) == (mark, NOW)
+    # A delta read moves the watermark, not the time of the last full read.
+    later = Watermark("usn", "4800", "ldaps://dc1", mark.server, mark.invocation_id, "s1")
+    state.keep_watermark(later, None)
+    assert (state.watermark(), state.last_full_read()) == (later, NOW)
+    # A full read that could make none forgets it: an old one would hide the changes since.
+    state.keep_watermark(None, NOW + timedelta(days=1))
+    assert (state.watermark(), state.last_full_read()) == (None, NOW + timedelta(days=1))
+    # A value that is no watermark (damaged, or from a newer syncd) means a full read.
+    with state.transaction():
+        state.set_meta("watermark", '{"kind": "usn", "value": "x"}')
+    assert state.watermark() is None

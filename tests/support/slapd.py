@@ -241,8 +241,15 @@ class Slapd:
         people: Sequence[SamplePerson] = (),
         ca: trustme.CA | None = None,
         cert_names: Sequence[str] = ("127.0.0.1", "localhost"),
+        indexes: Sequence[str] = (),
+        overlays: Sequence[str] = (),
     ) -> None:
         self.directory = Path(directory)
+        # Equality indexes beyond objectClass and uid (the benchmark adds entryCSN, which
+        # spares slapd looking at every entry for a delta read's entryCSN>= filter), and
+        # overlays on the database (syncprov keeps the suffix's contextCSN).
+        self.indexes = tuple(indexes)
+        self.overlays = tuple(overlays)
         self.people = list(people)
         self._ldif = ldif
         self.ca = ca or trustme.CA()
@@ -362,11 +369,14 @@ class Slapd:
         schemas = "".join(
             f"include {SCHEMA_DIR / name}.schema\n" for name in ("core", "cosine", "inetorgperson")
         )
+        modules = "".join(f"moduleload {name}\n" for name in self.overlays)
+        database = "".join(f"index {name} eq\n" for name in self.indexes)
+        database += "".join(f"overlay {name}\n" for name in self.overlays)
         return f"""\
 {schemas}include {self.directory / "hr.schema"}
 modulepath {MODULE_DIR}
 moduleload back_mdb
-pidfile {self.pid_file}
+{modules}pidfile {self.pid_file}
 argsfile {self.directory / "slapd.args"}
 loglevel none
 TLSCACertificateFile {self.ca_file}
@@ -382,7 +392,7 @@ rootpw {self.root_password}
 directory {data}
 index objectClass eq
 index uid eq
-
+{database}
 limits dn.exact="{self.reader_dn}" size.soft=500 size.hard=500 size.pr=500 size.prtotal=unlimited
 limits dn.exact="{self.limited_reader_dn}" size.soft=500 size.hard=500 size.pr=500
 
