@@ -103,10 +103,27 @@ def _validate_source(config: Config) -> list[str]:
     print(f"source: {source.describe()}")
     people, warnings = source.probe(5)
     print(f"source: read {len(people)} sample record(s):")
+    from collections import Counter
+
+    from syncd.cycle import router
+
+    routing = router(config)
     for person in people:
         state = " (disabled)" if person.disabled else ""
         start = f" start={person.start_date}" if person.start_date else ""
-        print(f"  {person.anchor}  {person.first_name} {person.last_name}{start}{state}")
+        domain = f" -> {routing.route(person)}" if routing.rules else ""
+        print(f"  {person.anchor}  {person.first_name} {person.last_name}{start}{state}{domain}")
+    if routing.rules:
+        taken = Counter(routing.rule_of(person) for person in people)
+        for index, rule in enumerate(config.hybridbox.domains):
+            print(
+                f"hybridbox.domains[{index}] ({rule.domain}): takes {taken[index]} of the "
+                f"{len(people)} sample record(s)"
+            )
+        print(
+            f"hybridbox.domain ({config.hybridbox.domain}, no rule matches): "
+            f"{taken[None]} of the {len(people)} sample record(s)"
+        )
     return warnings
 
 
@@ -130,13 +147,14 @@ def _validate_hybridbox(config: Config) -> list[str]:
     # must not say one does. A wrong hybridbox.url fails at the first contact, in seconds.
     with HybridboxClient(settings, settings.token(), in_cycle=False) as client:
         client.check_account()
-        domain = client.check_domain(settings.domain)
-    ready = domain.get("outbound_routing_ready")
-    print(
-        f"hybridbox: {settings.url} account {settings.account_id}: token accepted; domain "
-        f"{domain.get('name', settings.domain)} status={domain.get('status')} "
-        f"outbound_routing_ready={ready}"
-    )
+        print(f"hybridbox: {settings.url} account {settings.account_id}: token accepted")
+        for name, key in settings.domain_keys().items():
+            domain = client.check_domain(name, key)
+            print(
+                f"hybridbox: domain {domain.get('name', name)} ({key}) "
+                f"status={domain.get('status')} "
+                f"outbound_routing_ready={domain.get('outbound_routing_ready')}"
+            )
     return []
 
 

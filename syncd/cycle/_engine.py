@@ -31,6 +31,7 @@ from syncd.cycle._candidates import (
 )
 from syncd.cycle._delta import choose_scan, keep_watermark, log_scan, next_full_read
 from syncd.cycle._plan import Change, GuardInput, Plan, Policy, check_guards
+from syncd.cycle._route import router
 from syncd.cycle._run import CycleOptions, CycleResult, new_cycle_id, today_for
 from syncd.cycle._stage import Locate, Staged, preview_transitions, record_read, stage_source
 from syncd.errors import GuardTripped, SyncdError
@@ -82,10 +83,16 @@ def _plan_only(config: Config, options: CycleOptions, cycle_id: str) -> CycleRes
             options.heartbeat,
             use_blocks=state.current,
             locate=_blocks_to_locate(state, policy),
+            routing=router(config),
         )
         log_scan(config, report, choice)
         the_plan, sending = plan_in_full(
-            state, policy, today_for(options, now), now, delta=report.delta
+            state,
+            policy,
+            today_for(options, now),
+            now,
+            delta=report.delta,
+            default_domain=config.hybridbox.domain,
         )
         the_plan.addresses = preview_addresses(config, state, now, sending)
         # An older state has no blocks to tell who is missing; apply migrates it, then tells.
@@ -275,7 +282,7 @@ def _apply_cycle(
     try:
         if state.has_intents():
             hybridbox.provisioner(state).resolve_intents()
-        staged = stage_source(state, source, report, options.heartbeat)
+        staged = stage_source(state, source, report, options.heartbeat, routing=router(config))
         log_scan(config, report, choice)
         if not report.complete:
             event(log, "source.incomplete", logging.WARNING, reason=report.incomplete_reason)
@@ -327,7 +334,9 @@ def _guarded_plan(
     today = today_for(options, now)
     if state.get_meta(OPEN_POLICY_KEY) != open_policy(policy):
         refresh_open(state, policy, everyone=True)  # first cycle, or update_names changed
-    the_plan = plan_and_queue(state, policy, today, now, delta=report.delta)
+    the_plan = plan_and_queue(
+        state, policy, today, now, delta=report.delta, default_domain=config.hybridbox.domain
+    )
     reasons = _guard_reasons(config, state, staged, report, the_plan, options)
     if not reasons and the_plan.create_count and not state.has_any_mailbox():
         reasons += hybridbox.provisioner(state).first_run_reasons()
