@@ -3,7 +3,7 @@
 
 The commands that change something (validate, plan, apply, run, retry, adopt) are here, and
 ``config``, which prints what a config file may hold; the ones that only read the state and print it
-(status, failures, leavers, addresses) are in :mod:`syncd.cli._reports`.
+(status, failures, leavers, moves, addresses) are in :mod:`syncd.cli._reports`.
 
 Exit codes: see :mod:`syncd.exit_codes`.
 """
@@ -24,6 +24,7 @@ from syncd.cli._reports import (
     cmd_addresses,
     cmd_failures,
     cmd_leavers,
+    cmd_moves,
     cmd_status,
     print_plan,
 )
@@ -379,7 +380,7 @@ def _add_cycle_commands(add: AddCommand) -> None:
 
 
 def _add_report_commands(add: AddCommand) -> None:
-    """The commands that only read the state: status, failures, leavers, addresses."""
+    """The commands that only read the state: status, failures, leavers, moves, addresses."""
     status = add(
         "status",
         cmd_status,
@@ -393,9 +394,14 @@ def _add_report_commands(add: AddCommand) -> None:
         cmd_leavers,
         "people who still have a mailbox but are disabled or gone from the source",
     )
+    moves = add(
+        "moves",
+        cmd_moves,
+        "people whose fields now route them to another domain than their mailbox's",
+    )
     addresses = add("addresses", cmd_addresses, "show who held an address and when")
     addresses.add_argument("address", help="local part or full address")
-    for command in (failures, leavers, addresses):
+    for command in (failures, leavers, moves, addresses):
         command.add_argument("--format", choices=FORMATS, default="table", help="output format")
 
 
