@@ -53,25 +53,42 @@ class Queue:
         self._again.extendleft(reversed(items))
 
     def take(self, size: int) -> list[Item]:
-        if self._again:
-            return self._take_again(size)
-        full = next((b for b in self._buckets.values() if len(b) >= size), None)
-        while full is None and self._fresh_left:
+        """The next batch, at most ``size`` items of one domain: those to send again first
+        (then filled up with their domain's fresh ones), else a domain's full bucket, else,
+        when nothing fresh is left, the fullest bucket."""
+        batch = self._take_again(size) if self._again else []
+        domain = batch[0].domain if batch else None
+        if domain is None:
+            domain = next((d for d, b in self._buckets.items() if len(b) >= size), None)
+        if domain is not None:
+            self._unbucket(domain, batch, size)
+        while len(batch) < size and self._fresh_left:
             item = next(self._fresh, None)
             if item is None:  # fewer than announced: someone was settled meanwhile
                 self._fresh_left = 0
                 break
             self._fresh_left -= 1
+            if item.domain == domain:
+                batch.append(item)
+                continue
             bucket = self._buckets.setdefault(item.domain, deque())
             bucket.append(item)
             self._bucketed += 1
             if len(bucket) >= size:
-                full = bucket
-        if full is None:  # nothing fresh is left: the fullest bucket goes as it is
-            full = max(self._buckets.values(), key=len, default=deque())
-        batch = [full.popleft() for _ in range(min(size, len(full)))]
-        self._bucketed -= len(batch)
+                if domain is not None:
+                    break  # this batch goes as it is; that full bucket is the next one
+                domain = item.domain
+                self._unbucket(domain, batch, size)
+        if domain is None and self._bucketed:  # nothing fresh is left
+            domain = max(self._buckets, key=lambda d: len(self._buckets[d]))
+            self._unbucket(domain, batch, size)
         return batch
+
+    def _unbucket(self, domain: str, batch: list[Item], size: int) -> None:
+        bucket = self._buckets.get(domain)
+        while bucket and len(batch) < size:
+            batch.append(bucket.popleft())
+            self._bucketed -= 1
 
     def _take_again(self, size: int) -> list[Item]:
         """Items to send again, of the first one's domain, in their order."""
