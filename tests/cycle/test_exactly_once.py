@@ -161,7 +161,7 @@ def test_crash_in_a_batch_that_was_allowed_does_not_trip_the_create_guard(site: 
     assert_exactly_once(site)
 
 
-FAULTS = {
+FAULTS: dict[str, dict[str, object]] = {
     "connection dropped before the write": {"drop_rate": 0.3},
     "connection dropped after the write": {"drop_after_write_rate": 0.3},
     "500 after the write": {"error_after_write_rate": 0.3},
