@@ -485,6 +485,9 @@ class Provisioner:
 
     # ------------------------------------------------------------------ renames
 
+    def _address_of(self, local_part: str | None, domain: str | None) -> str | None:
+        return self.journal.address(local_part, domain) if local_part else None
+
     def rename(self, actions: list[Action]) -> None:
         for action in actions:
             if self._stop_requested():
@@ -504,6 +507,7 @@ class Provisioner:
                     "mailbox.rename_failed",
                     logging.WARNING,
                     anchor=person.anchor,
+                    address=self._address_of(known.local_part, known.domain),
                     mailbox_id=known.mailbox_id,
                     reason=str(exc),
                 )
@@ -515,6 +519,7 @@ class Provisioner:
                 log,
                 "mailbox.renamed",
                 anchor=person.anchor,
+                address=self._address_of(known.local_part, known.domain),
                 mailbox_id=known.mailbox_id,
                 old=f"{known.mailbox_first} {known.mailbox_last}",
                 new=f"{person.first_name} {person.last_name}",
