@@ -620,6 +620,9 @@ class DomainRule(Section):
         for name, values in self.when.items():
             if not values:
                 raise ValueError(f"when.{name} lists no value: it could never match")
+            if not all(value.strip() for value in values):
+                # An empty value matches nothing (README): a blank one here is a mistake.
+                raise ValueError(f"when.{name} holds an empty value; list the values to match")
         return self
 
 

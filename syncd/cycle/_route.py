@@ -45,28 +45,18 @@ class Router:
 
     def route(self, person: Person) -> str:
         """The domain of the first rule all of whose fields match, else the default."""
-        if not self.rules:
+        if not self.rules:  # one domain: nothing to look at
             return self.default
-        fields = {name: fold(value) for name, value in person.fields}
-        return self.route_fields(fields)
-
-    def route_fields(self, folded: dict[str, str]) -> str:
-        for rule in self.rules:
-            if all(folded.get(name) in values for name, values in rule.when):
-                return rule.domain
-        return self.default
+        index = self.rule_of(person)
+        return self.default if index is None else self.rules[index].domain
 
     def rule_of(self, person: Person) -> int | None:
-        """The index of the rule that takes this person (None: the default domain)."""
+        """The index of the first rule that takes this person (None: the default domain)."""
         fields = {name: fold(value) for name, value in person.fields}
         for index, rule in enumerate(self.rules):
             if all(fields.get(name) in values for name, values in rule.when):
                 return index
         return None
-
-    @property
-    def domains(self) -> list[str]:
-        return list(dict.fromkeys([self.default, *(rule.domain for rule in self.rules)]))
 
     @property
     def fingerprint(self) -> str:

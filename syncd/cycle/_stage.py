@@ -102,7 +102,7 @@ class _Stager:
     stored: dict[str, StoredBlock]
     key: bytes
     # The mail domain of each staged person (hybridbox.domains; see syncd.cycle._route).
-    route: Callable[[Person], str]
+    route: Callable[[Person], str | None]
     locate: Locate = frozenset()
     # People in the last complete read: the likely size of this one, for the progress lines.
     expected: int = 0
@@ -261,6 +261,8 @@ def stage_source(
     """Read the source; stage the people of changed blocks in ``temp.seen``.
 
     With ``use_blocks=False`` every accepted person is staged (``syncd adopt`` wants them all).
+    ``routing`` gives each staged person their mail domain; without it (tests of the staging
+    alone) nobody has one.
     Later records with an anchor already seen are rejected (the first record wins). The
     locators of the people of the unchanged blocks in ``locate`` go to ``temp.located``.
     """
@@ -269,8 +271,11 @@ def stage_source(
     stored = state.stored_blocks() if use_blocks else {}
     # The signature keys the block digests: blocks read under other settings never match. So
     # does the routing: under other rules, everyone is routed again.
-    routing = routing or Router("")
-    signature = f"{source.signature()}\x1f{routing.fingerprint}"
+    signature = source.signature()
+    route: Callable[[Person], str | None] = _unrouted
+    if routing is not None:
+        signature += f"\x1f{routing.fingerprint}"
+        route = routing.route
     key = hashlib.blake2b(signature.encode(), digest_size=32).digest()
     last = state.last_complete_read() if state.path is not None else None
     stager = _Stager(
@@ -279,7 +284,7 @@ def stage_source(
         report,
         stored,
         key,
-        routing.route,
+        route,
         locate,
         expected=last.accepted if last else 0,
     )
@@ -316,6 +321,10 @@ def stage_source(
             staged=staged.accepted - staged.unchanged,
         )
     return staged
+
+
+def _unrouted(person: Person) -> None:
+    return None
 
 
 def _create_stage_tables(conn: sqlite3.Connection) -> None:
