@@ -99,3 +99,11 @@ def test_openldap_people_are_routed_by_an_attribute_and_a_change_keeps_the_mailb
     assert [(m["address"], m["new_domain"]) for m in moves] == [
         ("ida.lund@labs.example.com", "example.de")
     ]
+
+    # New rules: the next read is a full one, so nobody keeps a domain the old rules gave them.
+    site.configure(hybridbox={"domains": [*DOMAIN_RULES, {"domain": "example.de", "when": {
+        "department": ["Labs"]}}]})  # fmt: skip
+    summary = _apply(site)
+    assert "scan=full" in summary
+    assert "hybridbox.domains changed" in site.log_events("source.scan")[-1]
+    assert "scan=delta" in _apply(site)  # and then deltas again
