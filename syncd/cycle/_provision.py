@@ -103,21 +103,6 @@ class Provisioner:
     def _stop_requested(self) -> bool:
         return self.options.stop is not None and self.options.stop.is_set()
 
-    # ------------------------------------------------------------------ guards
-
-    def first_run_reasons(self) -> list[str]:
-        """A first run against a domain that already has mailboxes must adopt, not create."""
-        if self.state.get_meta("baseline") is not None:
-            return []
-        existing = next(iter(self.client.list_mailboxes(self.domain)), None)
-        if existing is None:
-            return []
-        return [
-            f"syncd's state is empty but the Hybridbox domain {self.domain} already has "
-            f"mailboxes (e.g. {existing.primary_email}); run `syncd adopt` once so that "
-            f"existing staff are matched to their mailboxes instead of getting new ones"
-        ]
-
     # ------------------------------------------------------------------ intents
 
     def resolve_intents(self) -> None:
