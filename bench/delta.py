@@ -12,8 +12,8 @@ state, against the same slapd and emulator):
   -c 'import syncd...'``), <= 2x.
 - ``ldap-delta-1pct``: a delta cycle after 1 % of the entries were modified (their ``sn``, so
   every one is a changed person: a ``person.name_changed`` line and a ``people`` row each),
-  against the start-up floor plus a raw ldap3 read of exactly those entries (``floor
-  ldap3-changed`` below, in a fresh process), <= 2x.
+  against the start-up floor plus a raw ldap3 read of exactly those entries (the floor
+  ``ldap3-changed``: ``bench/floors.py ldap3 ... CSN`` in a fresh process), <= 2x.
 
 The directory is loaded by slapadd just before, so every entryCSN is within a second or two: the
 first delta after a full read reads everything once more (it starts a little before the newest
@@ -21,11 +21,6 @@ change the full read saw), and a batch of changes is read again by the delta aft
 found it (a delta starts at the newest change the reads before the last one saw; see
 syncd/source/_ldap_delta.py). Those reads are made untimed before each measured one, so each
 measured delta reads what it is meant to: nothing (but the newest entry, read again) or the 1 %.
-
-    python bench/delta.py floor URL BIND_DN PASSWORD_FILE BASE_DN PAGE_SIZE CSN
-
-prints ``{"seconds": s, "count": n}``: a raw ldap3 paged read of the entries whose entryCSN is
-CSN or later (as bench/floors.py does for the whole directory).
 """
 
 from __future__ import annotations
@@ -39,12 +34,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench.floors import LDAP_ATTRIBUTES, LDAP_FILTER  # noqa: E402
-
 # The share of entries the 1 % scenario modifies.
 CHANGED_SHARE = 0.01
 TARGET_FULL = 1.3
@@ -57,33 +46,6 @@ CSN_FORMAT = "%Y%m%d%H%M%S.%fZ#000000#000#000000"
 def csn_now(back_s: float = 1.0) -> str:
     """A CSN a little before now: slapd runs on this machine, on the same clock."""
     return datetime.fromtimestamp(time.time() - back_s, UTC).strftime(CSN_FORMAT)
-
-
-def changed_floor(
-    url: str, bind_dn: str, password_file: str, base_dn: str, page_size: str, csn: str
-) -> tuple[float, int]:
-    """A raw ldap3 paged read of the entries changed since ``csn``, streamed, checked."""
-    import ldap3
-
-    password = Path(password_file).read_text(encoding="utf-8").strip()
-    start = time.perf_counter()
-    server = ldap3.Server(url, get_info=ldap3.NONE)
-    conn = ldap3.Connection(server, bind_dn, password, auto_bind=True, raise_exceptions=True)
-    count = 0
-    for entry in conn.extend.standard.paged_search(
-        base_dn,
-        f"(&{LDAP_FILTER}(entryCSN>={csn}))",
-        attributes=LDAP_ATTRIBUTES,
-        paged_size=int(page_size),
-        generator=True,
-    ):
-        if entry.get("type") == "searchResEntry":
-            count += 1
-    seconds = time.perf_counter() - start
-    if conn.result.get("result") != 0:
-        raise SystemExit(f"ldap3-changed floor: the search ended with {conn.result}")
-    conn.unbind()
-    return seconds, count
 
 
 # --------------------------------------------------------------------------- in bench/run.py
@@ -132,14 +94,16 @@ def modify(setup: Setup, count: int, round_no: int) -> None:
 
 
 def changed_floor_run(setup: Setup, csn: str) -> tuple[float, int]:
-    """:func:`changed_floor` in a fresh process, as run.py's floors are."""
+    """A raw ldap3 read of the entries changed since ``csn`` (``bench/floors.py ldap3``), in a
+    fresh process, as run.py's floors are."""
     import subprocess
 
     from tests.support.slapd import PEOPLE_DN
 
     server = setup.server
     result = subprocess.run(
-        [sys.executable, str(Path(__file__)), "floor", server.url, server.root_dn,
+        [sys.executable, str(Path(__file__).with_name("floors.py")), "ldap3", server.url,
+         server.root_dn,
          str(setup.password_file), PEOPLE_DN, "1000", csn],
         capture_output=True,
         text=True,
@@ -202,16 +166,3 @@ def rows(runs: dict[str, dict[str, Any]], floors: dict[str, float], ratio_row: A
                       "start-up + ldap3 read of the 1 %", TARGET_CHANGED)
         )  # fmt: skip
     return found
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 7 or argv[0] != "floor":
-        print(__doc__, file=sys.stderr)
-        return 64
-    seconds, count = changed_floor(*argv[1:])
-    print(json.dumps({"seconds": seconds, "count": count}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

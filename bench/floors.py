@@ -5,8 +5,9 @@
 process keeps the harness's memory and caches out of the figure.
 
 - ``csv PATH``: one ``csv.reader`` pass over the export (every row touched, nothing kept).
-- ``ldap3 URL BIND_DN PASSWORD_FILE BASE_DN PAGE_SIZE``: a raw ldap3 paged search of the same
-  entries and attributes syncd asks for, streamed (generator, nothing kept), checked for success.
+- ``ldap3 URL BIND_DN PASSWORD_FILE BASE_DN PAGE_SIZE [CSN]``: a raw ldap3 paged search of the
+  same entries and attributes syncd asks for (with CSN: only those changed since, as a delta
+  read asks), streamed (generator, nothing kept), checked for success.
 - ``httpx URL ACCOUNT TOKEN_FILE DOMAIN CSV BATCH PREFIX SKIP``: the bulk bodies for the people
   in CSV after the first SKIP rows, ``BATCH`` per body, posted sequentially with one client.
 """
@@ -35,8 +36,9 @@ def csv_floor(path: str) -> tuple[float, int]:
 
 
 def ldap3_floor(
-    url: str, bind_dn: str, password_file: str, base_dn: str, page_size: str
+    url: str, bind_dn: str, password_file: str, base_dn: str, page_size: str, since_csn: str = ""
 ) -> tuple[float, int]:
+    """With ``since_csn``, only the entries changed since that CSN (a delta read's floor)."""
     import ldap3
 
     password = Path(password_file).read_text(encoding="utf-8").strip()
@@ -46,7 +48,7 @@ def ldap3_floor(
     count = 0
     for entry in conn.extend.standard.paged_search(
         base_dn,
-        LDAP_FILTER,
+        f"(&{LDAP_FILTER}(entryCSN>={since_csn}))" if since_csn else LDAP_FILTER,
         attributes=LDAP_ATTRIBUTES,
         paged_size=int(page_size),
         generator=True,

@@ -14,8 +14,10 @@ returns a :class:`CycleResult`. Every cycle that got as far as opening the state
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -42,7 +44,7 @@ from syncd.state import State, StateLock, iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from syncd.cycle._provision import Provisioner
-    from syncd.hybridbox import HybridboxClient
+    from syncd.hybridbox import HybridboxClient, Mailbox
 
 log = get_logger("syncd.engine")
 
@@ -194,6 +196,7 @@ class _Hybridbox:
         self.config, self.options, self.now = config, options, now
         self._client: HybridboxClient | None = None
         self._provisioner: Provisioner | None = None
+        self._any_mailbox: Future[Mailbox | None] | None = None
 
     def check_due(self, state: State) -> bool:
         every = self.config.hybridbox.check_every
@@ -206,6 +209,27 @@ class _Hybridbox:
             from syncd.cycle._connect import connect
 
             self._client = connect(self.config, self.options.stop)
+
+    def look_ahead(self, state: State) -> None:
+        """On a first run with the connection open, ask Hybridbox on a thread whether a domain
+        already has a mailbox (the first-run guard's question) while the source is read and
+        planned: against a slow Hybridbox the answer would otherwise hold up the first bulk
+        request by a round trip. Asked once; the answer is taken by :meth:`any_mailbox`."""
+        if self._client is None or not _first_run(state):
+            return
+        client, domains = self._client, self.config.hybridbox.all_domains
+        pool = ThreadPoolExecutor(1, thread_name_prefix="syncd-look-ahead")
+        context = contextvars.copy_context()  # log lines keep the cycle id
+        self._any_mailbox = pool.submit(context.run, _first_mailbox, client, domains)
+        pool.shutdown(wait=False)
+
+    def any_mailbox(self) -> Mailbox | None:
+        """A mailbox the domain already has, or None (raises what asking raised)."""
+        if self._any_mailbox is None:
+            self.connect()
+            assert self._client is not None
+            return _first_mailbox(self._client, self.config.hybridbox.all_domains)
+        return self._any_mailbox.result()
 
     def provisioner(self, state: State) -> Provisioner:
         if self._provisioner is None:
@@ -232,8 +256,20 @@ class _Hybridbox:
         return self._provisioner is not None and self._provisioner.stopped
 
     def close(self) -> None:
+        if self._any_mailbox is not None:
+            # Not closed under the look-ahead's feet; what it raised mattered only if asked.
+            wait([self._any_mailbox])
         if self._client is not None:
             self._client.close()
+
+
+def _first_mailbox(client: HybridboxClient, domains: list[str]) -> Mailbox | None:
+    """A mailbox one of the configured domains already has (each is looked at), or None."""
+    for domain in domains:
+        mailbox = next(iter(client.list_mailboxes(domain)), None)
+        if mailbox is not None:
+            return mailbox
+    return None
 
 
 _CHECKED_KEY = "hybridbox_checked_at"
@@ -256,6 +292,7 @@ def _apply(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
     try:
         if hybridbox.check_due(state):
             hybridbox.connect()
+        hybridbox.look_ahead(state)
         return _apply_cycle(config, options, cycle_id, state, source, hybridbox, started, now)
     finally:
         hybridbox.close()
@@ -339,10 +376,26 @@ def _guarded_plan(
     )
     reasons = _guard_reasons(config, state, staged, report, the_plan, options)
     if not reasons and the_plan.create_count and not state.has_any_mailbox():
-        reasons += hybridbox.provisioner(state).first_run_reasons()
+        reasons += _first_run_reasons(state, config.hybridbox.domain, hybridbox)
     if reasons:
         raise GuardTripped("safety guard: nothing was applied: " + " | ".join(reasons))
     return the_plan
+
+
+def _first_run_reasons(state: State, default: str, hybridbox: _Hybridbox) -> list[str]:
+    """A first run against a domain that already has mailboxes must adopt, not create (every
+    configured domain is asked about)."""
+    if state.get_meta("baseline") is not None:
+        return []
+    existing = hybridbox.any_mailbox()
+    if existing is None:
+        return []
+    domain = existing.domain_name or existing.primary_email.rpartition("@")[2] or default
+    return [
+        f"syncd's state is empty but the Hybridbox domain {domain} already has "
+        f"mailboxes (e.g. {existing.primary_email}); run `syncd adopt` once so that "
+        f"existing staff are matched to their mailboxes instead of getting new ones"
+    ]
 
 
 def _record_and_apply(

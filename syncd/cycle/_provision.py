@@ -122,24 +122,6 @@ class Provisioner:
     def _stop_requested(self) -> bool:
         return self.options.stop is not None and self.options.stop.is_set()
 
-    # ------------------------------------------------------------------ guards
-
-    def first_run_reasons(self) -> list[str]:
-        """A first run against a domain that already has mailboxes must adopt, not create:
-        every configured domain is looked at."""
-        if self.state.get_meta("baseline") is not None:
-            return []
-        for domain in self.config.hybridbox.all_domains:
-            existing = next(iter(self.client.list_mailboxes(domain)), None)
-            if existing is not None:
-                return [
-                    f"syncd's state is empty but the Hybridbox domain {domain} already has "
-                    f"mailboxes (e.g. {existing.primary_email}); run `syncd adopt` once so "
-                    f"that existing staff are matched to their mailboxes instead of getting "
-                    f"new ones"
-                ]
-        return []
-
     # ------------------------------------------------------------------ intents
 
     def resolve_intents(self) -> None:

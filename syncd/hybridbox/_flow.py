@@ -57,9 +57,10 @@ _POLICY_HEADERS = ("ratelimit-policy", "x-ratelimit-policy")
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """A request's turn: which round of the window it was sent in."""
+    """A request's turn: which round of the window it was sent in, and when."""
 
     round: int
+    sent_at: float = 0.0
 
 
 class FlowControl:
@@ -107,7 +108,7 @@ class FlowControl:
                     if rate is None or self._next_slot <= now:
                         if rate is not None:
                             self._next_slot = max(self._next_slot, now) + 1 / rate
-                        return Ticket(self._round)
+                        return Ticket(self._round, now)
                     wait = self._next_slot - now
             self._sleep(wait)
 
@@ -154,7 +155,7 @@ class FlowControl:
                 self._paused_until = max(self._paused_until, now + retry_after)
             if reason == "429":
                 self.rate_limited += 1
-                self._learn_rate(now)
+                self._learn_rate(now, ticket)
             if ticket.round == self._round:
                 level = self.limit
                 self._failures_at[level] = self._failures_at.get(level, 0) + 1
@@ -179,9 +180,14 @@ class FlowControl:
 
     # -- the pace
 
-    def _learn_rate(self, now: float) -> None:
+    def _learn_rate(self, now: float, ticket: Ticket) -> None:
         """A 429: pace at what the server accepted since the last one."""
         if self._announced:
+            return
+        if self._rate is not None and ticket.sent_at <= self._rate_since:
+            # Sent before the pace was set (four in flight meet the limit together): it says
+            # nothing about the new pace; halving it again for each would leave a pace that
+            # takes a minute to grow back.
             return
         since = self._counting_since if self._counting_since is not None else now
         span = now - since

@@ -132,6 +132,26 @@ def test_a_429_paces_at_what_the_server_accepted_between_two_429s(fake_time: Fak
     assert 1 / spacing == pytest.approx(4.0 * (1 + RATE_GROWTH_PER_S * 10), rel=0.02)
 
 
+def test_429s_to_requests_sent_before_the_pace_was_set_do_not_lower_it(
+    fake_time: FakeTime,
+) -> None:
+    flow = flow_of(fake_time)
+    flow.congested(flow.wait_turn(), "429", None)  # the first: counting starts
+    fake_time.now += 2.0
+    for _ in range(16):
+        flow.answered(flow.wait_turn(), NO_HEADERS, clean=True)
+    in_flight = [flow.wait_turn() for _ in range(4)]  # all four meet the limit together
+    with collecting("syncd.hybridbox") as log:
+        for ticket in in_flight:
+            flow.congested(ticket, "429", None)
+    assert flow.pace == pytest.approx(8.0, rel=0.01)  # 16 accepted over 2 s, learned once
+    assert len(log.named("hybridbox.pace")) == 1
+    # A 429 to a request sent at that pace does lower it.
+    fake_time.now += 0.25
+    flow.congested(flow.wait_turn(), "429", None)
+    assert flow.pace == pytest.approx(4.0, rel=0.01)
+
+
 def test_an_announced_limit_is_used_instead_of_guessing(fake_time: FakeTime) -> None:
     flow = flow_of(fake_time)
     ticket = flow.wait_turn()
