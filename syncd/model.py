@@ -29,6 +29,9 @@ class Person:
     digest: str = field(default="", compare=False)
     # Where the record came from ("line 12", a DN), for log lines; not part of the identity.
     origin: str = field(default="", compare=False)
+    # The values of ``source.columns.fields`` / ``source.attributes.fields``, as (name, value)
+    # pairs in the config's order: what ``hybridbox.domains`` routes people by.
+    fields: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.digest:
@@ -46,6 +49,10 @@ def person_digest(person: Person) -> str:
             "1" if person.disabled else "0",
         )
     )
+    if person.fields:
+        # Only when fields are configured: a state from before them keeps every digest, so an
+        # upgrade does not make everyone look changed.
+        text += "".join(f"\x1e{name}\x1f{value}" for name, value in person.fields)
     return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
 
 

@@ -36,3 +36,12 @@ def site(tmp_path: Path, emulator: RunningEmulator) -> Site:
 def fake_time() -> FakeTime:
     """A sleep that only records and a clock it moves (for retries and backoff)."""
     return FakeTime()
+
+
+@pytest.fixture
+def domains_site(tmp_path: Path, domains_emulator: RunningEmulator) -> Site:
+    """A site whose people are routed to three domains by their Department column
+    (``tests.support.site.DOMAIN_RULES``)."""
+    site = Site(tmp_path, domains_emulator)
+    site.route_by_department()
+    return site

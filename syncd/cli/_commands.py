@@ -3,7 +3,7 @@
 
 The commands that change something (validate, plan, apply, run, retry, adopt) are here, and
 ``config``, which prints what a config file may hold; the ones that only read the state and print it
-(status, failures, leavers, addresses) are in :mod:`syncd.cli._reports`.
+(status, failures, leavers, moves, addresses) are in :mod:`syncd.cli._reports`.
 
 Exit codes: see :mod:`syncd.exit_codes`.
 """
@@ -24,6 +24,7 @@ from syncd.cli._reports import (
     cmd_addresses,
     cmd_failures,
     cmd_leavers,
+    cmd_moves,
     cmd_status,
     print_plan,
 )
@@ -103,10 +104,27 @@ def _validate_source(config: Config) -> list[str]:
     print(f"source: {source.describe()}")
     people, warnings = source.probe(5)
     print(f"source: read {len(people)} sample record(s):")
+    from collections import Counter
+
+    from syncd.cycle import router
+
+    routing = router(config)
     for person in people:
         state = " (disabled)" if person.disabled else ""
         start = f" start={person.start_date}" if person.start_date else ""
-        print(f"  {person.anchor}  {person.first_name} {person.last_name}{start}{state}")
+        domain = f" -> {routing.route(person)}" if routing.rules else ""
+        print(f"  {person.anchor}  {person.first_name} {person.last_name}{start}{state}{domain}")
+    if routing.rules:
+        taken = Counter(routing.rule_of(person) for person in people)
+        for index, rule in enumerate(config.hybridbox.domains):
+            print(
+                f"hybridbox.domains[{index}] ({rule.domain}): takes {taken[index]} of the "
+                f"{len(people)} sample record(s)"
+            )
+        print(
+            f"hybridbox.domain ({config.hybridbox.domain}, no rule matches): "
+            f"{taken[None]} of the {len(people)} sample record(s)"
+        )
     return warnings
 
 
@@ -130,13 +148,14 @@ def _validate_hybridbox(config: Config) -> list[str]:
     # must not say one does. A wrong hybridbox.url fails at the first contact, in seconds.
     with HybridboxClient(settings, settings.token(), in_cycle=False) as client:
         client.check_account()
-        domain = client.check_domain(settings.domain)
-    ready = domain.get("outbound_routing_ready")
-    print(
-        f"hybridbox: {settings.url} account {settings.account_id}: token accepted; domain "
-        f"{domain.get('name', settings.domain)} status={domain.get('status')} "
-        f"outbound_routing_ready={ready}"
-    )
+        print(f"hybridbox: {settings.url} account {settings.account_id}: token accepted")
+        for name, key in settings.domain_keys().items():
+            domain = client.check_domain(name, key)
+            print(
+                f"hybridbox: domain {domain.get('name', name)} ({key}) "
+                f"status={domain.get('status')} "
+                f"outbound_routing_ready={domain.get('outbound_routing_ready')}"
+            )
     return []
 
 
@@ -361,7 +380,7 @@ def _add_cycle_commands(add: AddCommand) -> None:
 
 
 def _add_report_commands(add: AddCommand) -> None:
-    """The commands that only read the state: status, failures, leavers, addresses."""
+    """The commands that only read the state: status, failures, leavers, moves, addresses."""
     status = add(
         "status",
         cmd_status,
@@ -375,9 +394,14 @@ def _add_report_commands(add: AddCommand) -> None:
         cmd_leavers,
         "people who still have a mailbox but are disabled or gone from the source",
     )
+    moves = add(
+        "moves",
+        cmd_moves,
+        "people whose fields now route them to another domain than their mailbox's",
+    )
     addresses = add("addresses", cmd_addresses, "show who held an address and when")
     addresses.add_argument("address", help="local part or full address")
-    for command in (failures, leavers, addresses):
+    for command in (failures, leavers, moves, addresses):
         command.add_argument("--format", choices=FORMATS, default="table", help="output format")
 
 

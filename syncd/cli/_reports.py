@@ -84,20 +84,27 @@ def plan_rows(the_plan: Plan, domain: str) -> list[dict[str, Any]]:
         local_part = the_plan.addresses.get(person.anchor)
         attempts = known.attempts if known else 0
         detail = f"after {attempts} failed attempt(s)" if attempts else ""
+        in_domain = action.domain or domain
         if local_part is None:
-            detail = "no free address: every candidate is taken (apply would quarantine them)"
-        address = f"{local_part}@{domain}" if local_part else None
+            detail = (
+                f"no free address in {in_domain}: every candidate is taken (apply would "
+                "quarantine them)"
+            )
+        address = f"{local_part}@{in_domain}" if local_part else None
         row = _plan_row(action.kind.value, person, address, person.origin, detail)
         row["provisional"] = True if local_part else None
         rows.append(row)
     for action in the_plan.renames:
         person, known = action.person, action.known
         old = f"{known.mailbox_first} {known.mailbox_last}" if known else ""
-        address = f"{known.local_part}@{domain}" if known and known.local_part else None
+        address = (
+            f"{known.local_part}@{known.domain or domain}" if known and known.local_part else None
+        )
         rows.append(_plan_row("rename", person, address, person.origin, f"was {old}"))
     for action in the_plan.scheduled:
         person = action.person
-        rows.append(_plan_row("scheduled", person, None, person.origin, f"due {action.due}"))
+        detail = f"due {action.due}, in {action.domain or domain}"
+        rows.append(_plan_row("scheduled", person, None, person.origin, detail))
     for transition in the_plan.lifecycle:
         said = _transition_detail(transition)
         if said is not None:
@@ -128,6 +135,10 @@ class _Lifecycle(_Named, Protocol):
     def missing(self) -> int: ...
     @property
     def disabled(self) -> bool: ...
+    @property
+    def domain(self) -> str | None: ...
+    @property
+    def mailbox_domain(self) -> str | None: ...
     @property
     def applied(self) -> bool: ...
     @property
@@ -170,6 +181,11 @@ def _transition_detail(transition: _Lifecycle) -> str | None:
             else "enabled again"
         )
         return back + (", but disabled" if transition.disabled else "")
+    if change == "domain_changed":
+        return (
+            f"now routed to {transition.domain}: keeps the mailbox in "
+            f"{transition.mailbox_domain} (`syncd moves`)"
+        )
     if transition.applied:
         return None
     return (
@@ -330,12 +346,14 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     path = config.state.path
     runs: list[dict[str, Any]] = []
+    moves: list[dict[str, Any]] = []
     totals: dict[str, Any] = dict(status.get("totals") or {})
     if path.exists():
         state = State(path, read_only=True)
         try:
             runs = state.recent_runs(args.runs)
             totals.update(state.totals(config.sync.leaver_after_missing))
+            moves = _with_addresses(state.moves())
         finally:
             state.close()
     last_success = status.get("last_success")
@@ -350,6 +368,8 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
                 "totals": totals,
                 "stale": stale,
                 "runs": runs,
+                # People whose fields route them to another domain than their mailbox's.
+                "moves": moves,
             },
             indent=2,
             default=str,
@@ -358,6 +378,18 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     else:
         for line in _status_lines(config, status, totals, now):
             print(line)
+        if moves:
+            print(
+                f"moves:        {len(moves)} person(s) whose fields now point to another domain "
+                "keep the mailbox they have (Hybridbox cannot move one):"
+            )
+            for row in moves:
+                print(
+                    visible(
+                        f"  {row['anchor']}  {row['first_name']} {row['last_name']}  "
+                        f"{row['address']} -> {row['new_domain']}"
+                    )
+                )
         if runs:
             print()
             _print_table(runs, STATUS_RUN_COLUMNS)
@@ -423,6 +455,7 @@ def cmd_failures(config: Config, args: argparse.Namespace) -> int:
             "attempts",
             "next_attempt_at",
             "local_part",
+            "domain",
             "last_message",
         ),
         args.format,
@@ -452,6 +485,38 @@ def cmd_leavers(config: Config, args: argparse.Namespace) -> int:
         ("anchor", "first_name", "last_name", "address", "reason", "last_seen", "mailbox_id"),
         args.format,
     )
+    return EX_OK
+
+
+def _with_addresses(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mailbox rows (``local_part``, ``mailbox_domain``) with their full ``address``."""
+    for row in rows:
+        row["address"] = f"{row['local_part']}@{row['mailbox_domain']}"
+    return rows
+
+
+# The columns of `syncd moves`.
+MOVES_COLUMNS = (
+    "anchor", "first_name", "last_name", "address", "mailbox_domain", "new_domain", "last_seen",
+    "mailbox_id",
+)  # fmt: skip
+
+
+def cmd_moves(config: Config, args: argparse.Namespace) -> int:
+    """The people whose fields route them to another domain than their mailbox's."""
+    from syncd.state import State
+
+    rows: list[dict[str, Any]] = []
+    if config.state.path.exists():
+        state = State(config.state.path, read_only=True)
+        try:
+            rows = _with_addresses(state.moves())
+        finally:
+            state.close()
+    if not rows and args.format == "table":
+        print("no moves: every mailbox is in the domain its person is routed to")
+        return EX_OK
+    emit_rows(rows, MOVES_COLUMNS, args.format)
     return EX_OK
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Final, get_args
+from typing import Final, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel
@@ -89,6 +89,10 @@ def yaml_value(value: object) -> str:
         quote = any(isinstance(v, str) and _needs_quotes(v, in_list=True) for v in value)
         items = (_quoted(v, quote) if isinstance(v, str) else yaml_value(v) for v in value)
         return "[" + ", ".join(items) + "]"
+    if isinstance(value, dict):
+        keys = (_quoted(str(k), _needs_quotes(str(k), in_list=True)) for k in value)
+        pairs = (f"{k}: {yaml_value(v)}" for k, v in zip(keys, value.values(), strict=True))
+        return "{" + ", ".join(pairs) + "}"
     raise TypeError(f"no YAML form for {value!r}")
 
 
@@ -103,7 +107,10 @@ def _extra(info: FieldInfo, key: str) -> str | None:
 
 def _section(info: FieldInfo) -> type[BaseModel] | None:
     """The model of a key that is a section; the first one for a choice of sections."""
-    for candidate in (info.annotation, *get_args(info.annotation)):
+    # A choice of sections (``CsvSource | LdapSource``), not a list of them (``domains``: a
+    # list of rules is one key, shown with its example).
+    choices = () if get_origin(info.annotation) is list else get_args(info.annotation)
+    for candidate in (info.annotation, *choices):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return candidate
     return None

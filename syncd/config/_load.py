@@ -148,6 +148,14 @@ def parse_config(data: Any, path: Path, document: YamlDocument | None = None) ->
         config = Config.model_validate(data, context={"base_dir": path.parent.resolve()})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc, document)) from None
+    problems = config.undefined_fields()
+    if problems:
+        lines = []
+        for key_path, message in problems:
+            line = document.line_of(key_path) if document is not None else None
+            where = f", line {line}" if line is not None else ""
+            lines.append(f"config error in {path}{where}: at '{dotted(key_path)}': {message}")
+        raise ConfigError("\n".join(lines))
     key_lines = {dotted(key): line for key, line in document.lines.items()} if document else {}
     return config.model_copy(update={"origin": path, "key_lines": key_lines})
 

@@ -252,6 +252,20 @@ LdapUrl = Annotated[str, AfterValidator(_url_checker(_ldap_url_problem))]
 # --------------------------------------------------------------------------------------- sources
 
 
+# The name of a field (``source.columns.fields``, ``source.attributes.fields``): a word, as
+# ``hybridbox.domains[].when`` names it.
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _field_name(value: str) -> str:
+    if not _FIELD_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is no field name: use letters, digits and _ (e.g. department)")
+    return value
+
+
+FieldName = Annotated[str, AfterValidator(_field_name)]
+
+
 class CsvColumns(Section):
     """Header names in the HR export. ``anchor`` is the stable HR id, never the email."""
 
@@ -278,6 +292,14 @@ class CsvColumns(Section):
         description="Header of a desired address: its local part is used first when it is in "
         "`hybridbox.domain` and free.",
         examples=["email"],
+    )
+    fields: dict[FieldName, str] = Field(
+        default_factory=dict,
+        description="Extra columns read per person, under names of your choosing (name: "
+        "header), for `hybridbox.domains` to route people by. A change in one counts as a "
+        "change of the person.",
+        examples=[{"department": "Department", "country": "Country"}],
+        json_schema_extra={"in_example": "commented"},
     )
 
 
@@ -355,6 +377,14 @@ class LdapAttributes(Section):
         "Its default depends on `flavor`.",
         examples=["employeeType"],
         json_schema_extra={"shown_default": "none; AD: `userAccountControl` (bit 0x2)"},
+    )
+    fields: dict[FieldName, str] = Field(
+        default_factory=dict,
+        description="Extra attributes read per person, under names of your choosing (name: "
+        "attribute), for `hybridbox.domains` to route people by; of a multi-valued attribute "
+        "the first value is used. A change in one counts as a change of the person.",
+        examples=[{"department": "department", "country": "c"}],
+        json_schema_extra={"in_example": "commented"},
     )
 
 
@@ -558,6 +588,44 @@ SourceConfig = Annotated[CsvSource | LdapSource, Field(discriminator="type")]
 # ------------------------------------------------------------------------------------- hybridbox
 
 
+def _domain_name(value: str) -> str:
+    """A mail domain as Hybridbox names it: compared and sent in lower case."""
+    domain = value.strip().lower()
+    if not domain or "@" in domain or any(c.isspace() for c in domain):
+        raise ValueError(f"{value!r} is no mail domain (write it like labs.example.com)")
+    return domain
+
+
+DomainName = Annotated[str, AfterValidator(_domain_name)]
+
+
+class DomainRule(Section):
+    """One rule of ``hybridbox.domains``: the people whose fields match ``when`` get their
+    mailbox in ``domain``."""
+
+    domain: DomainName = Field(
+        description="The mail domain of the people this rule takes.",
+        examples=["labs.example.com"],
+    )
+    when: dict[FieldName, list[str]] = Field(
+        min_length=1,
+        examples=[{"department": ["Research", "Labs"]}],
+        description="Field name (from `source.columns.fields` or `source.attributes.fields`) "
+        "to the values that match, compared after trimming and case-folding; with several "
+        "fields, all must match.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> DomainRule:
+        for name, values in self.when.items():
+            if not values:
+                raise ValueError(f"when.{name} lists no value: it could never match")
+            if not all(value.strip() for value in values):
+                # An empty value matches nothing (README): a blank one here is a mistake.
+                raise ValueError(f"when.{name} holds an empty value; list the values to match")
+        return self
+
+
 class HybridboxConfig(Section):
     """The Hybridbox account and domain to provision into."""
 
@@ -573,10 +641,19 @@ class HybridboxConfig(Section):
         description="The account's UUID (Hybridbox web app: Settings → Account).",
         examples=["7c0e6e1a-2f4b-4c8e-9d3a-5b1f0e2d4c6a"],
     )
-    domain: str = Field(
-        min_length=1,
-        description="The mail domain new mailboxes are created in.",
+    domain: DomainName = Field(
+        description="The mail domain new mailboxes are created in: everyone's, or with "
+        "`domains`, the domain of everyone whom no rule takes.",
         examples=["example.com"],
+    )
+    domains: list[DomainRule] = Field(
+        default_factory=list,
+        description="Rules that give people another mail domain by their fields "
+        "(`source.columns.fields` / `source.attributes.fields`), each `{domain, when: {field: "
+        "[values]}}`; the first rule that matches wins. Someone whose fields later point "
+        "elsewhere keeps the mailbox they have (`syncd moves` lists them).",
+        examples=[[{"domain": "labs.example.com", "when": {"department": ["Research", "Labs"]}}]],
+        json_schema_extra={"in_example": "commented"},
     )
     token_file: ConfigPath | None = Field(
         None,
@@ -657,6 +734,19 @@ class HybridboxConfig(Section):
         if self.check_every < timedelta(0):
             raise ValueError("check_every must not be negative")
         return self
+
+    @property
+    def all_domains(self) -> list[str]:
+        """Every domain syncd creates mailboxes in: the default first, then the rules' (each
+        once)."""
+        return list(self.domain_keys())
+
+    def domain_keys(self) -> dict[str, str]:
+        """Every domain, each with the key that names it first, for messages about it."""
+        keys = {self.domain: "hybridbox.domain"}
+        for index, rule in enumerate(self.domains):
+            keys.setdefault(rule.domain, f"hybridbox.domains[{index}].domain")
+        return keys
 
     def token(self) -> str:
         return resolve_secret(
@@ -1174,6 +1264,35 @@ class Config(Section):
         description="The line of each key in the file, by its dotted path, for messages about "
         "it; not a YAML key.",
     )
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The source's extra fields (name: column or attribute)."""
+        source = self.source
+        return source.columns.fields if isinstance(source, CsvSource) else source.attributes.fields
+
+    def undefined_fields(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """The rules' fields that the source does not define: (key path, message) each; the
+        loader reports them as it reports the schema's errors."""
+        where = (
+            "source.columns.fields"
+            if isinstance(self.source, CsvSource)
+            else ("source.attributes.fields")
+        )
+        defined = self.fields
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for index, rule in enumerate(self.hybridbox.domains):
+            for name in rule.when:
+                if name not in defined:
+                    known = ", ".join(sorted(defined)) or "none"
+                    problems.append(
+                        (
+                            ("hybridbox", "domains", index, "when", name),
+                            f"the field {name!r} is not defined in {where} (defined: {known}); "
+                            f"add it there, with the column or attribute to read it from",
+                        )
+                    )
+        return problems
 
     def where(self, key: str) -> str:
         """``config error in FILE, line N: `` for a message about ``key`` (a dotted path)."""

@@ -6,6 +6,8 @@
 - :mod:`syncd.cycle._stage`: reading the source into the state's staging tables, in blocks.
 - :mod:`syncd.cycle._candidates`: whom the planner looks at, found in SQL, and the create queue.
 - :mod:`syncd.cycle._plan`: the pure planner and the safety guards.
+- :mod:`syncd.cycle._route`: which mail domain each person's mailbox goes to
+  (``hybridbox.domains``), a pure function.
 - :mod:`syncd.cycle._provision`: applying the creates and renames through the intent journal;
   :mod:`~syncd.cycle._batch` (what a batch is made of), :mod:`~syncd.cycle._allocate` (a free
   address for each person), :mod:`~syncd.cycle._outcomes` (what each answer writes and logs),
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from syncd.cycle._engine import run_cycle, summary
 from syncd.cycle._plan import Plan
+from syncd.cycle._route import Router, router
 from syncd.cycle._run import CycleOptions, CycleReporter, CycleResult, new_cycle_id
 
 if TYPE_CHECKING:
@@ -42,8 +45,10 @@ __all__ = [
     "CycleReporter",
     "CycleResult",
     "Plan",
+    "Router",
     "adopt",
     "new_cycle_id",
+    "router",
     "run_cycle",
     "summary",
 ]

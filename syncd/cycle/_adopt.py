@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from syncd import addresses
 from syncd.config import Config
 from syncd.cycle._connect import connect
+from syncd.cycle._route import router
 from syncd.cycle._run import new_cycle_id
 from syncd.cycle._stage import stage_source
 from syncd.hybridbox import Mailbox
@@ -78,16 +79,18 @@ def adopt(config: Config, *, dry_run: bool = False) -> AdoptReport:
 
 
 def _adopt(config: Config, dry_run: bool) -> AdoptReport:
-    domain = config.hybridbox.domain.lower()
     client = connect(config)
     state = State(config.state.path)
     report = AdoptReport(dry_run=dry_run)
     try:
         read = ReadReport()
-        stage_source(state, open_source(config), read, use_blocks=False)
+        stage_source(state, open_source(config), read, use_blocks=False, routing=router(config))
+        # Every configured domain: someone may have their mailbox in any of them (a mailbox
+        # is matched to a person wherever it is; it is not moved).
         existing: dict[str, Mailbox] = {}
-        for mailbox in client.list_mailboxes(domain):
-            existing[mailbox.primary_email.lower()] = mailbox
+        for domain in config.hybridbox.all_domains:
+            for mailbox in client.list_mailboxes(domain):
+                existing[mailbox.primary_email.lower()] = mailbox
         report.mailboxes = len(existing)
 
         # People who have no mailbox in the state yet.
@@ -107,7 +110,7 @@ def _adopt(config: Config, dry_run: bool) -> AdoptReport:
         report.unmatched_mailboxes = len(unmatched)
         report.without_mailbox = len(people) - len(matches)
         if not dry_run:
-            _record(state, domain, matches, unmatched)
+            _record(state, config.hybridbox.domain, matches, unmatched)
         for anchor, mailbox in matches.items():
             event(
                 log,
@@ -121,6 +124,11 @@ def _adopt(config: Config, dry_run: bool) -> AdoptReport:
     finally:
         client.close()
         state.close()
+
+
+def _domain_of(mailbox: Mailbox, default: str) -> str:
+    domain = mailbox.domain_name or mailbox.primary_email.rpartition("@")[2]
+    return (domain or default).lower()
 
 
 def _reserved_mailboxes(config: Config, existing: dict[str, Mailbox]) -> set[str]:
@@ -187,14 +195,25 @@ def _match_by_name(
             )
 
 
-def _record(state: State, domain: str, matches: dict[str, Mailbox], unmatched: list[str]) -> None:
+def _record(state: State, default: str, matches: dict[str, Mailbox], unmatched: list[str]) -> None:
+    """Record the matches, each in its mailbox's domain (``default`` if Hybridbox names
+    none), and the unmatched mailboxes' addresses as taken."""
     stamp = iso(utcnow())
     with state.transaction() as conn:
         conn.executemany(
             "INSERT INTO mailboxes (anchor, state, local_part, domain, mailbox_id, first_name, "
             "last_name, created_at, updated_at) VALUES (?, 'adopted', ?, ?, ?, ?, ?, ?, ?)",
             [
-                (anchor, m.local_part, domain, m.id, m.first_name, m.last_name, stamp, stamp)
+                (
+                    anchor,
+                    m.local_part,
+                    _domain_of(m, default),
+                    m.id,
+                    m.first_name,
+                    m.last_name,
+                    stamp,
+                    stamp,
+                )
                 for anchor, m in matches.items()
             ],
         )

@@ -59,10 +59,17 @@ W = TypeVar("W", bound=Wanting)
 
 
 class Allocator:
-    """Address allocation for one cycle (its memory is only valid within the cycle)."""
+    """Address allocation in one domain for one cycle (its memory is only valid within the
+    cycle). Local parts are unique per domain: each domain has an allocator of its own."""
 
     def __init__(
-        self, config: Config, state: State, now: datetime, *, remember_all: bool = False
+        self,
+        config: Config,
+        state: State,
+        now: datetime,
+        *,
+        remember_all: bool = False,
+        domain: str | None = None,
     ) -> None:
         self.config = config
         # ``syncd plan`` writes nothing to the state, so what it issued is known only here:
@@ -70,7 +77,7 @@ class Allocator:
         self.remember_all = remember_all
         self.state = state
         self.now = now
-        self.domain = config.hybridbox.domain.lower()
+        self.domain = (domain or config.hybridbox.domain).lower()
         self.candidates = addresses.CandidateSource(
             config.addresses, on_reserved=self._left_out_reserved
         )
@@ -264,7 +271,10 @@ class _Wish:
 
 
 def preview_addresses(
-    config: Config, state: State, now: datetime, people: Sequence[tuple[Person, str | None]]
+    config: Config,
+    state: State,
+    now: datetime,
+    people: Sequence[tuple[Person, str | None, str]],
 ) -> dict[str, str | None]:
     """The local part ``apply`` would send each person with, by anchor (None: every candidate
     is taken), chosen as it chooses them: the same allocator against what the state has issued,
@@ -272,14 +282,21 @@ def preview_addresses(
     report one taken, and apply then takes the person's next free candidate.
 
     ``people`` are the creates and retries in the order apply sends them, each with the address
-    already issued to them (a retry keeps it).
+    already issued to them (a retry keeps it) and the domain it goes to. Apply makes each batch
+    of one domain, in the order of that domain's people: so does this.
     """
-    allocator = Allocator(config, state, now, remember_all=True)
-    allocator.preload(len(people))
+    by_domain: dict[str, list[tuple[Person, str | None]]] = {}
+    for person, local_part, domain in people:
+        by_domain.setdefault(domain, []).append((person, local_part))
     size = config.hybridbox.batch_size
     chosen: dict[str, str | None] = {}
-    for start in range(0, len(people), size):
-        batch = [_Wish(person, local_part) for person, local_part in people[start : start + size]]
-        allocator.allocate(batch)
-        chosen.update((wish.person.anchor, wish.local_part) for wish in batch)
+    for domain, wanting in by_domain.items():
+        allocator = Allocator(config, state, now, remember_all=True, domain=domain)
+        allocator.preload(len(wanting))
+        for start in range(0, len(wanting), size):
+            batch = [
+                _Wish(person, local_part) for person, local_part in wanting[start : start + size]
+            ]
+            allocator.allocate(batch)
+            chosen.update((wish.person.anchor, wish.local_part) for wish in batch)
     return chosen

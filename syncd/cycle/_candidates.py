@@ -18,21 +18,26 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from syncd.cycle._plan import Action, Kind, Known, Plan, Policy, plan_person
+from syncd.cycle._plan import Action, Kind, Known, Plan, Policy, create_target, plan_person
 from syncd.cycle._stage import STAGE_CHUNK
 from syncd.model import Person
-from syncd.state import State, parse_iso
+from syncd.state import SENT_UNANSWERED, State, parse_iso
 
 _COLUMNS = """s.anchor, s.first_name, s.last_name, s.email, s.start_date, s.disabled, s.digest,
        s.origin, p.digest AS known_digest, m.state, m.local_part, m.mailbox_id,
        m.first_name AS mailbox_first, m.last_name AS mailbox_last, m.attempts,
-       m.next_attempt_at, m.failed_digest, s.seq, 1 AS in_read"""
+       m.next_attempt_at, m.failed_digest, s.seq, 1 AS in_read, m.domain AS mailbox_domain,
+       m.last_code, s.domain"""
 # The position of ``in_read`` in a candidate row: 1 for the people this read returned, 0 for
 # those it did not (only a delta read has those; see _DELTA_UNCHANGED_CANDIDATES).
 _IN_READ = 18
+# The positions of the mailbox row's domain and last code, and of the person's routed domain
+# (None: not routed yet, a state from before hybridbox.domains: the default domain).
+_MAILBOX_DOMAIN, _LAST_CODE, _ROUTED = 19, 20, 21
 
 # The people the planner must look at: (1) the staged ones that are new, changed, or without a
 # settled mailbox; (2) the unchanged ones (in unchanged blocks) that are ``open``: whose mailbox
@@ -54,7 +59,8 @@ _UNCHANGED_CANDIDATES = """
 SELECT p.anchor, p.first_name, p.last_name, p.email, p.start_date, p.disabled, p.digest,
        coalesce(l.origin, '') AS origin, p.digest AS known_digest, m.state, m.local_part,
        m.mailbox_id, m.first_name AS mailbox_first, m.last_name AS mailbox_last, m.attempts,
-       m.next_attempt_at, m.failed_digest, b.first_pos AS seq, 1 AS in_read
+       m.next_attempt_at, m.failed_digest, b.first_pos AS seq, 1 AS in_read,
+       m.domain AS mailbox_domain, m.last_code, p.domain
 FROM temp.matched b
 JOIN people p ON p.block = b.id{open}
 LEFT JOIN mailboxes m ON m.anchor = p.anchor
@@ -69,7 +75,8 @@ _DELTA_UNCHANGED_CANDIDATES = """
 SELECT p.anchor, p.first_name, p.last_name, p.email, p.start_date, p.disabled, p.digest,
        '' AS origin, p.digest AS known_digest, m.state, m.local_part,
        m.mailbox_id, m.first_name AS mailbox_first, m.last_name AS mailbox_last, m.attempts,
-       m.next_attempt_at, m.failed_digest, -1 AS seq, 0 AS in_read
+       m.next_attempt_at, m.failed_digest, -1 AS seq, 0 AS in_read,
+       m.domain AS mailbox_domain, m.last_code, p.domain
 FROM people p{index}
 LEFT JOIN mailboxes m ON m.anchor = p.anchor
 WHERE p.missing_count = 0 AND p.anchor NOT IN (SELECT anchor FROM temp.seen){open}
@@ -153,6 +160,11 @@ def candidates(
         yield _person_from_row(row), _known_from_row(row)
 
 
+def _target(row: Sequence[Any], known: Known | None, default: str) -> tuple[str, str | None]:
+    """The domain a create or retry in this candidate row goes to, and its issued local part."""
+    return create_target(row[_ROUTED] or default, known)
+
+
 def _person_from_row(row: Sequence[Any]) -> Person:
     """The person in the first eight columns (those of ``_COLUMNS`` and of ``temp.todo``)."""
     anchor, first_name, last_name, email, start_date, disabled, digest, origin = row[:8]
@@ -174,6 +186,8 @@ def _known_from_row(row: Sequence[Any]) -> Known | None:
     if known_digest is None and state is None:
         return None
     return Known(
+        domain=row[_MAILBOX_DOMAIN],
+        unanswered=row[_LAST_CODE] == SENT_UNANSWERED,
         digest=known_digest,
         mailbox_state=state,
         local_part=local_part,
@@ -187,7 +201,13 @@ def _known_from_row(row: Sequence[Any]) -> Known | None:
 
 
 def plan_and_queue(
-    state: State, policy: Policy, today: date, now: datetime, *, delta: bool = False
+    state: State,
+    policy: Policy,
+    today: date,
+    now: datetime,
+    *,
+    delta: bool = False,
+    default_domain: str = "",
 ) -> Plan:
     """Plan with counts only, queueing the people to create or retry in ``temp.todo``.
 
@@ -203,9 +223,10 @@ def plan_and_queue(
     conn.execute("DROP TABLE IF EXISTS temp.todo")
     conn.execute(
         "CREATE TEMP TABLE todo (anchor TEXT, first_name TEXT, last_name TEXT, email TEXT, "
-        "start_date TEXT, disabled INTEGER, digest TEXT, origin TEXT, local_part TEXT)"
+        "start_date TEXT, disabled INTEGER, digest TEXT, origin TEXT, local_part TEXT, "
+        "domain TEXT)"
     )
-    insert = "INSERT INTO temp.todo VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    insert = "INSERT INTO temp.todo VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     result = Plan(keep=False)
     queued: list[tuple[object, ...]] = []
     for row in _rows(state, _candidates_sql(state, policy, delta=delta)):
@@ -215,7 +236,8 @@ def plan_and_queue(
             continue
         result.add(action)
         if action.kind in (Kind.CREATE, Kind.RETRY):
-            queued.append((*row[:8], known.local_part if known else None))
+            domain, local_part = _target(row, known, default_domain)
+            queued.append((*row[:8], local_part, domain))
             if len(queued) >= STAGE_CHUNK:
                 conn.executemany(insert, queued)
                 queued.clear()
@@ -248,27 +270,37 @@ def _decide(
 
 
 def plan_in_full(
-    state: State, policy: Policy, today: date, now: datetime, *, delta: bool = False
-) -> tuple[Plan, list[tuple[Person, str | None]]]:
+    state: State,
+    policy: Policy,
+    today: date,
+    now: datetime,
+    *,
+    delta: bool = False,
+    default_domain: str = "",
+) -> tuple[Plan, list[tuple[Person, str | None, str]]]:
     """``syncd plan``: every decision kept, and the people to create or retry in the order
     ``apply`` would send them (creates and retries mixed, in read order, as
     :func:`plan_and_queue` queues them), each with the address already issued to them, if any."""
     result = Plan()
-    sending: list[tuple[Person, str | None]] = []
+    sending: list[tuple[Person, str | None, str]] = []
     for row in _rows(state, _candidates_sql(state, policy, delta=delta)):
         known = _known_from_row(row)
         person = _person_from_row(row)
         action = _decide(result, row, person, known, policy, today, now)
         if action is None:
             continue
+        domain, local_part = _target(row, known, default_domain)
+        if action.kind in (Kind.CREATE, Kind.RETRY, Kind.SCHEDULED):
+            action = replace(action, domain=domain)
         result.add(action)
         if action.kind in (Kind.CREATE, Kind.RETRY):
-            sending.append((person, known.local_part if known else None))
+            sending.append((person, local_part, domain))
     return result, sending
 
 
-def queued_creates(state: State) -> Iterator[tuple[Person, str | None]]:
-    """The queued creates and retries: each person with the address issued to them, if any.
+def queued_creates(state: State) -> Iterator[tuple[Person, str | None, str]]:
+    """The queued creates and retries: each person with the address issued to them, if any,
+    and the domain their mailbox goes to.
 
     Each chunk is fetched whole before it is handed on, so no read is open while the
     provisioner writes.
@@ -278,11 +310,11 @@ def queued_creates(state: State) -> Iterator[tuple[Person, str | None]]:
         rows = _rows(
             state,
             "SELECT anchor, first_name, last_name, email, start_date, disabled, digest, origin, "
-            "local_part, rowid FROM temp.todo WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            "local_part, rowid, domain FROM temp.todo WHERE rowid > ? ORDER BY rowid LIMIT ?",
             (last, STAGE_CHUNK),
         ).fetchall()
         if not rows:
             return
         last = rows[-1][9]
         for row in rows:
-            yield _person_from_row(row), row[8]
+            yield _person_from_row(row), row[8], row[10]

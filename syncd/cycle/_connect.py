@@ -42,7 +42,8 @@ def connect(config: Config, stop: threading.Event | None = None) -> HybridboxCli
     budget = RetryBudget(settings.retry_budget_s, sleep=sleep)
     client = HybridboxClient(settings, settings.token(), budget=budget, transport=transport)
     try:
-        client.check_domain(settings.domain)
+        for domain, key in settings.domain_keys().items():
+            client.check_domain(domain, key)
     except BaseException:
         client.close()
         raise

@@ -11,7 +11,10 @@ A cycle reads everything when:
 - the source is not read in deltas (a CSV export, or ``source.delta: false``);
 - it was asked to (``syncd apply --full``, ``syncd plan --full``);
 - no watermark is stored (the first cycle, or the last complete read could not make one);
-- the last complete full read started ``source.full_read_every`` ago or longer.
+- the last complete full read started ``source.full_read_every`` ago or longer;
+- the domain routing (``hybridbox.domain``, ``hybridbox.domains``) changed since the last
+  complete full read: the people a delta read does not return would keep a domain the old rules
+  gave them.
 
 Only a complete *full* read tells who is gone, so leavers, ``missing_count`` and the source-size
 guards move on those alone (see :attr:`syncd.model.ReadReport.absences_known`). The watermark is
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from syncd.config import Config, LdapSource
+from syncd.cycle._route import ROUTING_KEY, router
 from syncd.logs import event, get_logger
 from syncd.model import ReadReport, Watermark
 from syncd.state import State, iso
@@ -55,6 +59,11 @@ def choose_scan(config: Config, state: State, *, full: bool, now: datetime) -> S
     if full:
         return ScanChoice(reason="asked for (--full)")
     since = state.watermark()
+    routed = state.get_meta(ROUTING_KEY)
+    if since is not None and routed != router(config).fingerprint:
+        # None: the last full read was made by a syncd from before hybridbox.domains.
+        return ScanChoice(reason="hybridbox.domain or hybridbox.domains changed since the last "
+                          "full read: everyone is routed again")  # fmt: skip
     if since is None:
         return ScanChoice(reason="no watermark stored yet: the first read, or the last complete "
                           "read could not make one")  # fmt: skip
@@ -95,6 +104,9 @@ def keep_watermark(config: Config, state: State, report: ReadReport, now: dateti
     if delta_source(config) is None or not report.complete:
         return
     state.keep_watermark(report.watermark, None if report.delta else now)
+    if not report.delta:
+        with state.transaction():
+            state.set_meta(ROUTING_KEY, router(config).fingerprint)
 
 
 def next_full_read(config: Config, state: State, now: datetime) -> datetime | None:

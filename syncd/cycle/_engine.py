@@ -33,6 +33,7 @@ from syncd.cycle._candidates import (
 )
 from syncd.cycle._delta import choose_scan, keep_watermark, log_scan, next_full_read
 from syncd.cycle._plan import Change, GuardInput, Plan, Policy, check_guards
+from syncd.cycle._route import router
 from syncd.cycle._run import CycleOptions, CycleResult, new_cycle_id, today_for
 from syncd.cycle._stage import Locate, Staged, preview_transitions, record_read, stage_source
 from syncd.errors import GuardTripped, SyncdError
@@ -84,10 +85,16 @@ def _plan_only(config: Config, options: CycleOptions, cycle_id: str) -> CycleRes
             options.heartbeat,
             use_blocks=state.current,
             locate=_blocks_to_locate(state, policy),
+            routing=router(config),
         )
         log_scan(config, report, choice)
         the_plan, sending = plan_in_full(
-            state, policy, today_for(options, now), now, delta=report.delta
+            state,
+            policy,
+            today_for(options, now),
+            now,
+            delta=report.delta,
+            default_domain=config.hybridbox.domain,
         )
         the_plan.addresses = preview_addresses(config, state, now, sending)
         # An older state has no blocks to tell who is missing; apply migrates it, then tells.
@@ -204,16 +211,16 @@ class _Hybridbox:
             self._client = connect(self.config, self.options.stop)
 
     def look_ahead(self, state: State) -> None:
-        """On a first run with the connection open, ask Hybridbox on a thread whether the domain
+        """On a first run with the connection open, ask Hybridbox on a thread whether a domain
         already has a mailbox (the first-run guard's question) while the source is read and
         planned: against a slow Hybridbox the answer would otherwise hold up the first bulk
         request by a round trip. Asked once; the answer is taken by :meth:`any_mailbox`."""
         if self._client is None or not _first_run(state):
             return
-        client, domain = self._client, self.config.hybridbox.domain
+        client, domains = self._client, self.config.hybridbox.all_domains
         pool = ThreadPoolExecutor(1, thread_name_prefix="syncd-look-ahead")
         context = contextvars.copy_context()  # log lines keep the cycle id
-        self._any_mailbox = pool.submit(context.run, _first_mailbox, client, domain)
+        self._any_mailbox = pool.submit(context.run, _first_mailbox, client, domains)
         pool.shutdown(wait=False)
 
     def any_mailbox(self) -> Mailbox | None:
@@ -221,7 +228,7 @@ class _Hybridbox:
         if self._any_mailbox is None:
             self.connect()
             assert self._client is not None
-            return _first_mailbox(self._client, self.config.hybridbox.domain)
+            return _first_mailbox(self._client, self.config.hybridbox.all_domains)
         return self._any_mailbox.result()
 
     def provisioner(self, state: State) -> Provisioner:
@@ -256,8 +263,13 @@ class _Hybridbox:
             self._client.close()
 
 
-def _first_mailbox(client: HybridboxClient, domain: str) -> Mailbox | None:
-    return next(iter(client.list_mailboxes(domain)), None)
+def _first_mailbox(client: HybridboxClient, domains: list[str]) -> Mailbox | None:
+    """A mailbox one of the configured domains already has (each is looked at), or None."""
+    for domain in domains:
+        mailbox = next(iter(client.list_mailboxes(domain)), None)
+        if mailbox is not None:
+            return mailbox
+    return None
 
 
 _CHECKED_KEY = "hybridbox_checked_at"
@@ -307,7 +319,7 @@ def _apply_cycle(
     try:
         if state.has_intents():
             hybridbox.provisioner(state).resolve_intents()
-        staged = stage_source(state, source, report, options.heartbeat)
+        staged = stage_source(state, source, report, options.heartbeat, routing=router(config))
         log_scan(config, report, choice)
         if not report.complete:
             event(log, "source.incomplete", logging.WARNING, reason=report.incomplete_reason)
@@ -359,7 +371,9 @@ def _guarded_plan(
     today = today_for(options, now)
     if state.get_meta(OPEN_POLICY_KEY) != open_policy(policy):
         refresh_open(state, policy, everyone=True)  # first cycle, or update_names changed
-    the_plan = plan_and_queue(state, policy, today, now, delta=report.delta)
+    the_plan = plan_and_queue(
+        state, policy, today, now, delta=report.delta, default_domain=config.hybridbox.domain
+    )
     reasons = _guard_reasons(config, state, staged, report, the_plan, options)
     if not reasons and the_plan.create_count and not state.has_any_mailbox():
         reasons += _first_run_reasons(state, config.hybridbox.domain, hybridbox)
@@ -368,13 +382,15 @@ def _guarded_plan(
     return the_plan
 
 
-def _first_run_reasons(state: State, domain: str, hybridbox: _Hybridbox) -> list[str]:
-    """A first run against a domain that already has mailboxes must adopt, not create."""
+def _first_run_reasons(state: State, default: str, hybridbox: _Hybridbox) -> list[str]:
+    """A first run against a domain that already has mailboxes must adopt, not create (every
+    configured domain is asked about)."""
     if state.get_meta("baseline") is not None:
         return []
     existing = hybridbox.any_mailbox()
     if existing is None:
         return []
+    domain = existing.domain_name or existing.primary_email.rpartition("@")[2] or default
     return [
         f"syncd's state is empty but the Hybridbox domain {domain} already has "
         f"mailboxes (e.g. {existing.primary_email}); run `syncd adopt` once so that "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 
 from syncd.config import Config
@@ -40,13 +41,14 @@ class Outcomes:
         self,
         config: Config,
         journal: Journal,
-        allocator: Allocator,
+        allocators: Callable[[str], Allocator],
         now: datetime,
         counters: Counter[str],
     ) -> None:
         self.config = config
         self.journal = journal
-        self.allocator = allocator
+        # The allocator of a domain (an item's domain; "" for the default domain).
+        self.allocators = allocators
         self.now = now
         self.counters = counters
 
@@ -68,7 +70,10 @@ class Outcomes:
         assert item.local_part is not None
         anchor, local_part = item.person.anchor, item.local_part
         same_name = mailbox is not None and _same_person(mailbox, item.person)
-        if same_name and (origin != "taken" or self.journal.sent_unanswered(anchor, local_part)):
+        domain = item.domain or None
+        if same_name and (
+            origin != "taken" or self.journal.sent_unanswered(anchor, local_part, domain)
+        ):
             assert mailbox is not None
             self._found_ours(item, mailbox, origin)
             return False
@@ -83,7 +88,7 @@ class Outcomes:
             log,
             "intent.resolved" if origin == "intent" else "mailbox.lookup",
             anchor=anchor,
-            address=self.journal.address(local_part),
+            address=self.journal.address(local_part, domain),
             found=found,
             outcome="will be created",
         )
@@ -98,7 +103,7 @@ class Outcomes:
                 log,
                 "intent.resolved" if origin == "intent" else "mailbox.lookup",
                 anchor=item.person.anchor,
-                address=self.journal.address(item.local_part or ""),
+                address=self.journal.address(item.local_part or "", item.domain or None),
                 # The interrupted request did reach Hybridbox: record it, never send it again.
                 found="this person's mailbox"
                 if origin == "intent"
@@ -132,7 +137,8 @@ class Outcomes:
             [
                 {
                     "anchor": item.person.anchor,
-                    "address": mailbox.primary_email or self.journal.address(item.local_part or ""),
+                    "address": mailbox.primary_email
+                    or self.journal.address(item.local_part or "", item.domain or None),
                     "mailbox_id": mailbox.id,
                 }
                 for item, mailbox in done
@@ -145,15 +151,15 @@ class Outcomes:
         ``namesake``: the mailbox there has this person's names but is none of syncd's
         requests; worth a warning (after an older state was restored it may be theirs, and
         README's recovery section says what to do)."""
-        local_part = item.local_part or ""
-        self.allocator.note_taken(local_part)
-        self.journal.collision(item.person.anchor, local_part)
+        local_part, domain = item.local_part or "", item.domain or None
+        self.allocators(item.domain).note_taken(local_part)
+        self.journal.collision(item.person.anchor, local_part, domain)
         if not namesake:
             event(
                 log,
                 "address.collision",
                 anchor=item.person.anchor,
-                address=self.journal.address(local_part),
+                address=self.journal.address(local_part, domain),
                 action="trying the next candidate",
             )
             return
@@ -162,7 +168,7 @@ class Outcomes:
             "address.taken_by_other",
             logging.WARNING,
             anchor=item.person.anchor,
-            address=self.journal.address(local_part),
+            address=self.journal.address(local_part, domain),
             mailbox_id=mailbox.id,
             reason="a mailbox with this person's names that syncd never sent a request for "
             "(made by hand, or before an older state was restored): not recorded as theirs",
@@ -194,6 +200,7 @@ class Outcomes:
                 next_attempt_at=decision.next_attempt_at,
                 code=code,
                 message=message,
+                domain=item.domain or None,
             )
         )
         self.counters["failed"] += 1
@@ -202,7 +209,11 @@ class Outcomes:
             "mailbox.quarantined" if decision.state == "quarantined" else "mailbox.failed",
             logging.WARNING,
             anchor=anchor,
-            address=self.journal.address(item.local_part) if item.local_part else None,
+            address=self.journal.address(item.local_part, item.domain or None)
+            if item.local_part
+            else None,
+            # Without an address, the domain it was to be created in.
+            domain=None if item.local_part else (item.domain or self.journal.domain),
             code=code,
             message=message[:EXCERPT_CHARS],  # cut like any quote of a Hybridbox answer
             attempts=decision.attempts,

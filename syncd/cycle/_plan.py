@@ -63,6 +63,26 @@ class Known:
     attempts: int = 0
     next_attempt_at: datetime | None = None
     failed_digest: str | None = None
+    # The mail domain of the mailbox row (where it is, was sent or was issued an address).
+    domain: str | None = None
+    # A request for this person at ``local_part`` in ``domain`` went unanswered: it may land.
+    unanswered: bool = False
+
+
+def create_target(routed: str, known: Known | None) -> tuple[str, str | None]:
+    """Where a create or retry goes: the domain, and the local part already issued there (None:
+    the allocator chooses one).
+
+    The person's routed domain (``hybridbox.domains``), unless an earlier request of syncd's for
+    them in another domain went unanswered: that one may still land, and a second mailbox must
+    never be made, so they stay there. Someone re-routed before any mailbox existed (pending,
+    failed, quarantined) gets a new address in the new domain; the old one stays issued.
+    """
+    if known is None or known.domain is None or known.domain == routed:
+        return routed, known.local_part if known else None
+    if known.unanswered and known.local_part:
+        return known.domain, known.local_part
+    return routed, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +110,9 @@ class Action:
     due: date | None = None
     # True when the person was not in the state before this read (what the create guards count).
     first_seen: bool = False
+    # The mail domain a create or retry goes to, or a scheduled person will get (``syncd plan``
+    # sets it; apply queues it with the person).
+    domain: str | None = None
 
 
 def due_date(person: Person, policy: Policy) -> date | None:
@@ -153,6 +176,9 @@ class Change(StrEnum):
     LEAVER = "leaver"  # missing from leaver_after_missing complete reads, or disabled
     RETURNED = "returned"  # seen again after missing, or enabled again after being a leaver
     NAME_CHANGED = "name_changed"  # first or last name differ from the last read's
+    # hybridbox.domains route someone with a mailbox to another domain than the last read did
+    # (and than their mailbox's): the mailbox stays where it is.
+    DOMAIN_CHANGED = "domain_changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +204,9 @@ class Transition:
     old_last: str | None = None
     applied: bool = False
     disabled: bool = False
+    # DOMAIN_CHANGED: the domain the person is routed to now, and their mailbox's.
+    domain: str | None = None
+    mailbox_domain: str | None = None
 
 
 @dataclass(slots=True)

@@ -90,9 +90,28 @@ class Provisioner:
         self.stopped = False
         self._batch_prefix = secrets.token_hex(BATCH_ID_BYTES)
         self._batches = 0
-        self.allocator = Allocator(config, state, now)
+        # One allocator per domain (local parts are unique per domain), made on first use.
+        self.allocators: dict[str, Allocator] = {}
+        self._expected = 0  # creates to come: what a new allocator preloads for
         self.journal = Journal(state, self.domain, now)
-        self.outcomes = Outcomes(config, self.journal, self.allocator, now, self.counters)
+        self.outcomes = Outcomes(config, self.journal, self.allocator_for, now, self.counters)
+
+    @property
+    def allocator(self) -> Allocator:
+        """The default domain's allocator."""
+        return self.allocator_for("")
+
+    def allocator_for(self, domain: str) -> Allocator:
+        """The allocator of ``domain`` ("": the default domain)."""
+        domain = domain or self.domain
+        allocator = self.allocators.get(domain)
+        if allocator is None:
+            allocator = self.allocators[domain] = Allocator(
+                self.config, self.state, self.now, domain=domain
+            )
+            if self._expected:
+                allocator.preload(self._expected)
+        return allocator
 
     # ------------------------------------------------------------------ helpers
 
@@ -117,7 +136,9 @@ class Provisioner:
 
         def look_up(intent: Intent) -> Mailbox | None:
             # A context is entered by one thread at a time: a copy for each lookup.
-            return context.copy().run(self.client.find_by_address, intent.local_part, self.domain)
+            return context.copy().run(
+                self.client.find_by_address, intent.local_part, intent.domain or self.domain
+            )
 
         with ThreadPoolExecutor(self.client.flow.limit, thread_name_prefix="syncd-lookup") as pool:
             for start in range(0, len(intents), self.batch_size):
@@ -126,17 +147,18 @@ class Provisioner:
                 with self.state.transaction():
                     for intent, mailbox in zip(chunk, found, strict=True):
                         person = Person(intent.anchor, intent.first_name, intent.last_name)
-                        item = Item(person, intent.local_part)
+                        item = Item(person, intent.local_part, intent.domain)
                         self.outcomes.settle(item, mailbox, origin="intent")
                 self._heartbeat()
 
     # ------------------------------------------------------------------ creates
 
-    def create(self, todo: Iterable[tuple[Person, str | None]], total: int) -> None:
+    def create(self, todo: Iterable[tuple[Person, str | None, str]], total: int) -> None:
         """Create mailboxes for ``total`` people, taken from ``todo`` a batch at a time.
 
         Each person comes with the local part already issued to them by an earlier cycle (a
-        retry keeps its address), or None.
+        retry keeps its address), or None, and the domain their mailbox goes to; each batch is
+        of one domain (see :class:`~syncd.cycle._batch.Queue`).
 
         Up to the flow control's window (``hybridbox.max_in_flight`` at most) of batches are on
         the wire at once, each sent by a worker thread, and one more is *ready*: its addresses
@@ -153,8 +175,12 @@ class Provisioner:
         """
         if not total:
             return
-        self.allocator.preload(total)
-        queue = Queue((Item(person, local_part) for person, local_part in todo), total)
+        self._expected = total
+        for allocator in self.allocators.values():
+            allocator.preload(total)
+        queue = Queue(
+            (Item(person, local_part, domain) for person, local_part, domain in todo), total
+        )
         flow = self.client.flow
         started = last_progress = time.monotonic()
         flights: dict[Future[Answer], list[Item]] = {}
@@ -263,7 +289,9 @@ class Provisioner:
         """The next batch, every item with an address; empty when nothing is left."""
         while not queue.empty():
             batch = queue.take(self.batch_size)
-            for item in self.allocator.allocate(batch):
+            if not batch:
+                continue
+            for item in self.allocator_for(batch[0].domain).allocate(batch):
                 self.outcomes.failed(
                     item, "no_free_address", "every address candidate is taken", permanent=True
                 )
@@ -288,13 +316,20 @@ class Provisioner:
     def _write_intents(self, batch: list[Item], batch_id: str) -> None:
         """Journal a batch as intents, addresses issued (inside a transaction)."""
         intents = [
-            Intent(i.person.anchor, i.local_part or "", i.person.first_name, i.person.last_name)
+            Intent(
+                i.person.anchor,
+                i.local_part or "",
+                i.person.first_name,
+                i.person.last_name,
+                i.domain,
+            )
             for i in batch
         ]
         # An address issued again (its holder left more than reserve_days ago) keeps its
         # earlier holder in address_history, for `syncd addresses`. Only the allocator's
         # "known, reservation ended" addresses can be such; the rest are new or already ours.
-        reissued = set(self.allocator.reissued(i.local_part for i in intents))
+        allocator = self.allocator_for(batch[0].domain)
+        reissued = set(allocator.reissued(i.local_part for i in intents))
         self.journal.intents(intents, batch_id, reissued)
 
     def _wire(self, batch: list[Item]) -> Answer:
@@ -308,7 +343,7 @@ class Provisioner:
             NewMailbox(i.person.first_name, i.person.last_name, i.local_part or "") for i in batch
         ]
         try:
-            return Answer(sent=self.client.send_bulk(self.domain, items))
+            return Answer(sent=self.client.send_bulk(batch[0].domain or self.domain, items))
         except OutcomeUnknown as exc:
             return Answer(unknown=exc, lookups=self._lookups(batch, range(len(batch))))
 
@@ -340,9 +375,11 @@ class Provisioner:
 
     def _lookups(self, batch: list[Item], indexes: Iterable[int]) -> dict[int, Mailbox | None]:
         """The mailboxes at these items' addresses (by item index)."""
-        client, domain = self.client, self.domain
+        client = self.client
         return {
-            index: client.find_by_address(batch[index].local_part or "", domain)
+            index: client.find_by_address(
+                batch[index].local_part or "", batch[index].domain or self.domain
+            )
             for index in indexes
             if 0 <= index < len(batch)
         }
@@ -430,6 +467,9 @@ class Provisioner:
 
     # ------------------------------------------------------------------ renames
 
+    def _address_of(self, local_part: str | None, domain: str | None) -> str | None:
+        return self.journal.address(local_part, domain) if local_part else None
+
     def rename(self, actions: list[Action]) -> None:
         for action in actions:
             if self._stop_requested():
@@ -449,6 +489,7 @@ class Provisioner:
                     "mailbox.rename_failed",
                     logging.WARNING,
                     anchor=person.anchor,
+                    address=self._address_of(known.local_part, known.domain),
                     mailbox_id=known.mailbox_id,
                     reason=str(exc),
                 )
@@ -460,6 +501,7 @@ class Provisioner:
                 log,
                 "mailbox.renamed",
                 anchor=person.anchor,
+                address=self._address_of(known.local_part, known.domain),
                 mailbox_id=known.mailbox_id,
                 old=f"{known.mailbox_first} {known.mailbox_last}",
                 new=f"{person.first_name} {person.last_name}",

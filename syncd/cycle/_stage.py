@@ -51,6 +51,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from syncd.cycle._plan import Change, Policy, Transition
+from syncd.cycle._route import Router
 from syncd.logs import clear_progress_bar, event, events, get_logger, progress_bar
 from syncd.model import Person, ReadReport
 from syncd.source import Record, Source
@@ -74,7 +75,7 @@ PROGRESS_EVERY_S = 5.0
 # ``block_no`` its block's number in the read); temp.seen is the same with one row per anchor.
 _PERSON_COLUMNS = (
     "first_name TEXT, last_name TEXT, email TEXT, start_date TEXT, disabled INTEGER, "
-    "digest TEXT, origin TEXT, seq INTEGER NOT NULL, block_no INTEGER NOT NULL"
+    "digest TEXT, origin TEXT, seq INTEGER NOT NULL, block_no INTEGER NOT NULL, domain TEXT"
 )
 
 
@@ -100,6 +101,8 @@ class _Stager:
     report: ReadReport
     stored: dict[str, StoredBlock]
     key: bytes
+    # The mail domain of each staged person (hybridbox.domains; see syncd.cycle._route).
+    route: Callable[[Person], str | None]
     locate: Locate = frozenset()
     # People in the last complete read: the likely size of this one, for the progress lines.
     expected: int = 0
@@ -223,6 +226,7 @@ class _Stager:
                     person.origin,
                     first + index,
                     number,
+                    self.route(person),
                 )
             )
         return rejects
@@ -239,7 +243,7 @@ class _Stager:
 
     def flush(self) -> None:
         self.conn.executemany(
-            "INSERT INTO temp.staged VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.rows
+            "INSERT INTO temp.staged VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.rows
         )
         self.rows.clear()
 
@@ -252,21 +256,37 @@ def stage_source(
     *,
     use_blocks: bool = True,
     locate: Locate = frozenset(),
+    routing: Router | None = None,
 ) -> Staged:
     """Read the source; stage the people of changed blocks in ``temp.seen``.
 
     With ``use_blocks=False`` every accepted person is staged (``syncd adopt`` wants them all).
+    ``routing`` gives each staged person their mail domain; without it (tests of the staging
+    alone) nobody has one.
     Later records with an anchor already seen are rejected (the first record wins). The
     locators of the people of the unchanged blocks in ``locate`` go to ``temp.located``.
     """
     conn = state.conn
     _create_stage_tables(conn)
     stored = state.stored_blocks() if use_blocks else {}
-    # The signature keys the block digests: blocks read under other settings never match.
-    key = hashlib.blake2b(source.signature().encode(), digest_size=32).digest()
+    # The signature keys the block digests: blocks read under other settings never match. So
+    # does the routing: under other rules, everyone is routed again.
+    signature = source.signature()
+    route: Callable[[Person], str | None] = _unrouted
+    if routing is not None:
+        signature += f"\x1f{routing.fingerprint}"
+        route = routing.route
+    key = hashlib.blake2b(signature.encode(), digest_size=32).digest()
     last = state.last_complete_read() if state.path is not None else None
     stager = _Stager(
-        conn, source, report, stored, key, locate, expected=last.accepted if last else 0
+        conn,
+        source,
+        report,
+        stored,
+        key,
+        route,
+        locate,
+        expected=last.accepted if last else 0,
     )
     conn.execute("BEGIN")
     try:
@@ -301,6 +321,10 @@ def stage_source(
             staged=staged.accepted - staged.unchanged,
         )
     return staged
+
+
+def _unrouted(person: Person) -> None:
+    return None
 
 
 def _create_stage_tables(conn: sqlite3.Connection) -> None:
@@ -472,7 +496,7 @@ WHERE p.digest != s.digest OR p.missing_count > 0
 _TRANSITION_COLUMNS = (
     "rank INTEGER, change TEXT, anchor TEXT, first_name TEXT, last_name TEXT, address TEXT, "
     "locator TEXT, reason TEXT, missing INTEGER, old_first TEXT, old_last TEXT, "
-    "applied INTEGER, disabled INTEGER"
+    "applied INTEGER, disabled INTEGER, domain TEXT, mailbox_domain TEXT"
 )
 # A mailbox ``m`` on Hybridbox (0, not NULL, for a person without a mailbox row), and the address
 # it has or was issued.
@@ -483,32 +507,38 @@ _SEEN_TRANSITIONS = f"""
 INSERT INTO temp.transitions
 SELECT 3, 'returned', b.anchor, b.first_name, b.last_name, {_ADDRESS}, b.origin,
        CASE WHEN b.missing_count > 0 THEN 'missing' ELSE 'disabled' END, b.missing_count,
-       NULL, NULL, 0, b.disabled
+       NULL, NULL, 0, b.disabled, NULL, NULL
 FROM temp.before b LEFT JOIN mailboxes m ON m.anchor = b.anchor
 WHERE b.missing_count > 0 OR (b.was_disabled AND NOT b.disabled AND {_HAS_MAILBOX})
 UNION ALL
 SELECT 2, 'leaver', b.anchor, b.first_name, b.last_name, {_ADDRESS}, b.origin, 'disabled', 0,
-       NULL, NULL, 0, 1
+       NULL, NULL, 0, 1, NULL, NULL
 FROM temp.before b LEFT JOIN mailboxes m ON m.anchor = b.anchor
 WHERE b.disabled AND NOT b.was_disabled AND {_HAS_MAILBOX} AND b.missing_count < :leaver_after
 UNION ALL
 SELECT 4, 'name_changed', b.anchor, b.first_name, b.last_name, {_ADDRESS}, b.origin, NULL, 0,
-       b.old_first, b.old_last, :rename OR NOT {_HAS_MAILBOX}, b.disabled
+       b.old_first, b.old_last, :rename OR NOT {_HAS_MAILBOX}, b.disabled, NULL, NULL
 FROM temp.before b LEFT JOIN mailboxes m ON m.anchor = b.anchor
 WHERE b.first_name != b.old_first OR b.last_name != b.old_last
+UNION ALL
+SELECT 5, 'domain_changed', s.anchor, s.first_name, s.last_name, {_ADDRESS}, s.origin, NULL, 0,
+       NULL, NULL, 0, s.disabled, s.domain, m.domain
+FROM temp.seen s CROSS JOIN people p ON p.anchor = s.anchor
+CROSS JOIN mailboxes m ON m.anchor = s.anchor
+WHERE p.domain IS NOT s.domain AND m.domain != s.domain AND {_HAS_MAILBOX}
 """
 # Only a complete read counts anyone as missing; _count_missing then adds the 1 to their
 # counter. A disabled person with a mailbox is a leaver already: missing adds nothing to that.
 _UNSEEN_TRANSITIONS = f"""
 INSERT INTO temp.transitions
 SELECT 1, 'missing', p.anchor, p.first_name, p.last_name, {_ADDRESS}, NULL, NULL, 1,
-       NULL, NULL, 0, p.disabled
+       NULL, NULL, 0, p.disabled, NULL, NULL
 FROM temp.unseen u CROSS JOIN people p ON p.anchor = u.anchor
 LEFT JOIN mailboxes m ON m.anchor = u.anchor
 WHERE p.missing_count = 0
 UNION ALL
 SELECT 2, 'leaver', p.anchor, p.first_name, p.last_name, {_ADDRESS}, NULL, 'missing',
-       p.missing_count + 1, NULL, NULL, 0, 0
+       p.missing_count + 1, NULL, NULL, 0, 0, NULL, NULL
 FROM temp.unseen u CROSS JOIN people p ON p.anchor = u.anchor
 LEFT JOIN mailboxes m ON m.anchor = u.anchor
 WHERE p.missing_count + 1 = :leaver_after AND NOT p.disabled AND {_HAS_MAILBOX}
@@ -530,7 +560,8 @@ def _transitions(conn: sqlite3.Connection) -> list[Transition]:
     cursor.row_factory = None  # plain tuples, whatever the connection's row factory
     rows = cursor.execute(
         "SELECT change, anchor, first_name, last_name, address, locator, reason, missing, "
-        "old_first, old_last, applied, disabled FROM temp.transitions ORDER BY rank, anchor"
+        "old_first, old_last, applied, disabled, domain, mailbox_domain FROM temp.transitions "
+        "ORDER BY rank, anchor"
     )
     return [
         Transition(
@@ -546,6 +577,8 @@ def _transitions(conn: sqlite3.Connection) -> list[Transition]:
             old_last=row[9],
             applied=bool(row[10]),
             disabled=bool(row[11]),
+            domain=row[12],
+            mailbox_domain=row[13],
         )
         for row in rows
     ]
@@ -593,6 +626,16 @@ def _transition_line(t: Transition, policy: Policy) -> tuple[str, int, dict[str,
             "disabled": t.disabled or None,
         }
         return "person.returned", logging.INFO, fields
+    if t.change is Change.DOMAIN_CHANGED:
+        fields = {
+            **who,
+            "mailbox_domain": t.mailbox_domain,
+            "new_domain": t.domain,
+            "where": t.locator or None,
+            "action": f"keeps the mailbox in {t.mailbox_domain}: Hybridbox cannot move one, "
+            "and syncd never makes a second (listed by `syncd moves`)",
+        }
+        return "person.domain_changed", logging.WARNING, fields
     fields = {
         **who,
         "old": f"{t.old_first} {t.old_last}",
@@ -631,17 +674,18 @@ def _write_changed_people(conn: sqlite3.Connection, stamp: str) -> int:
     """Insert the new people of the read and update the changed ones; the rows written."""
     return conn.execute(
         "INSERT INTO people (anchor, first_name, last_name, email, start_date, disabled, "
-        "digest, first_seen, last_seen, missing_count, block, open) "
+        "digest, first_seen, last_seen, missing_count, block, open, domain) "
         "SELECT s.anchor, s.first_name, s.last_name, s.email, s.start_date, s.disabled, "
-        "s.digest, :now, :now, 0, k.id, 1 FROM temp.seen s "
+        "s.digest, :now, :now, 0, k.id, 1, s.domain FROM temp.seen s "
         "LEFT JOIN people p ON p.anchor = s.anchor "
         "LEFT JOIN temp.kept k ON k.block_no = s.block_no "
-        "WHERE p.anchor IS NULL OR p.digest != s.digest "
+        # The domain alone differs when the rules changed (see syncd.cycle._route).
+        "WHERE p.anchor IS NULL OR p.digest != s.digest OR p.domain IS NOT s.domain "
         "ON CONFLICT(anchor) DO UPDATE SET first_name = excluded.first_name, "
         "last_name = excluded.last_name, email = excluded.email, "
         "start_date = excluded.start_date, disabled = excluded.disabled, "
         "digest = excluded.digest, last_seen = excluded.last_seen, missing_count = 0, "
-        "block = excluded.block, open = 1",
+        "block = excluded.block, open = 1, domain = excluded.domain",
         {"now": stamp},
     ).rowcount
 

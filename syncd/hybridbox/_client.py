@@ -230,14 +230,16 @@ class HybridboxClient:
             )
         return self._json_object(response, what)
 
-    def check_domain(self, domain: str) -> dict[str, Any]:
+    def check_domain(self, domain: str, key: str = "hybridbox.domain") -> dict[str, Any]:
+        """The domain's record; ConfigError naming ``key`` (the config key that names the
+        domain) when the account has no such domain."""
         what = f"the check of domain {domain}"
         response = self._send("GET", self._path("domains", domain), what=what)
         if response.status_code == 404:
             raise ConfigError(
                 f"Hybridbox account {self._config.account_id} has no domain {domain!r} "
                 f"({self._summary(response)})",
-                hint="check hybridbox.domain (and hybridbox.account_id)",
+                hint=f"check {key} (and hybridbox.account_id)",
             )
         return self._json_object(response, what)
 

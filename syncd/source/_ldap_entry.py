@@ -108,6 +108,9 @@ class EntryMapper:
         self._disabled_values = frozenset(v.strip().casefold() for v in config.disabled_values)
         # The CSV source's parser: same formats, same fast path for ISO dates, cached.
         self._parse_date = DateParser(sync.date_format)
+        # The extra fields (source.attributes.fields): name -> lower-case attribute.
+        self._extra = {name: attribute.lower() for name, attribute in names.fields.items()}
+        self._extra_attributes = list(names.fields.values())
         self._wanted = frozenset(a.lower() for a in self.attributes)
         # Returned attribute description (as the server spells it) -> lower-case wanted name.
         self._returned: dict[str, str | None] = {}
@@ -116,7 +119,7 @@ class EntryMapper:
     def attributes(self) -> list[str]:
         """The attributes to request, each once; operational ones (entryUUID) by name."""
         seen: dict[str, str] = {}
-        for name in self._fields.values():
+        for name in [*self._fields.values(), *self._extra_attributes]:
             if name:
                 seen.setdefault(name.lower(), name)
         return list(seen.values())
@@ -146,6 +149,7 @@ class EntryMapper:
             email = self._email_of(values)
             start_date = self._start_date(values)
             disabled = self._is_disabled(values)
+            fields = self._extra_fields(values) if self._extra else ()
         except _Rejected as rejected:
             self._reject(report, dn, anchor, rejected.field, rejected.reason)
             return None
@@ -157,6 +161,7 @@ class EntryMapper:
             start_date=start_date,
             disabled=disabled,
             origin=dn,
+            fields=fields,
         )
 
     # Per-field parsing ----------------------------------------------------------------------
@@ -217,6 +222,17 @@ class EntryMapper:
         if problem is not None:
             raise _Rejected(field, f"{attribute} {problem}")
         return name
+
+    def _extra_fields(self, values: Mapping[str, Sequence[bytes]]) -> tuple[tuple[str, str], ...]:
+        """The extra fields, each the first value of its attribute ("" when it has none)."""
+        fields: list[tuple[str, str]] = []
+        for name, attribute in self._extra.items():
+            raw = values.get(attribute)
+            value = _text(raw[0], name).strip() if raw else ""
+            if value and not value.isprintable():
+                _refuse_control(attribute, name, value)
+            fields.append((name, value))
+        return tuple(fields)
 
     def _email_of(self, values: Mapping[str, Sequence[bytes]]) -> str | None:
         raw = values.get(self._email) if self._email else None

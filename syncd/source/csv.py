@@ -268,6 +268,9 @@ class CsvReader:
         self._key_width = 3
         self._key_fields: list[str] = []
         self._k_email = self._k_start = self._k_status = -1
+        # The extra fields (source.columns.fields) sit at the end of the key, in config order.
+        self._field_names = tuple(config.columns.fields)
+        self._k_fields = -1
 
     def describe(self) -> str:
         return f"csv {self.path}"
@@ -307,6 +310,7 @@ class CsvReader:
                 columns.email,
                 columns.start_date,
                 columns.status,
+                sorted(columns.fields.items()),
                 sorted(self.active_values),
                 self.parse_date.formats,
             )
@@ -471,7 +475,14 @@ class CsvReader:
             self._k_status >= 0
             and values[self._k_status].strip().casefold() not in self.active_values
         )
-        return Person(anchor, first, last, email, start_date, disabled, origin=f"line {line}")
+        fields: tuple[tuple[str, str], ...] = ()
+        if self._k_fields >= 0:
+            fields = tuple(
+                zip(self._field_names, (v.strip() for v in values[self._k_fields :]), strict=True)
+            )
+        return Person(
+            anchor, first, last, email, start_date, disabled, origin=f"line {line}", fields=fields
+        )
 
     def _required(
         self, report: ReadReport, line: int, anchor: str, first: str, last: str
@@ -515,6 +526,8 @@ class CsvReader:
         if columns.status:
             self._k_status = len(wanted)
             wanted.append(header.index(columns.status))
+        self._k_fields = len(wanted) if columns.fields else -1
+        wanted += [header.index(name) for name in columns.fields.values()]
         self._key_width = len(wanted)
         self._key_fields = [header[index] for index in wanted]
         key_of = itemgetter(*wanted)
@@ -721,6 +734,7 @@ class CsvReader:
                 columns.start_date,
                 columns.status,
                 columns.email,
+                *columns.fields.values(),
             )
             if name is not None
         ]
@@ -820,8 +834,11 @@ class CsvReader:
     def _missing_columns_error(self, missing: list[str], header: list[str]) -> SourceDataError:
         # Each missing header beside the key(s) that name it: the admin fixes the key or the file.
         keys: dict[str, list[str]] = {}
-        for key, name in self.config.columns.model_dump().items():
-            if name is not None:
+        columns = self.config.columns
+        named = [(key, getattr(columns, key)) for key in type(columns).model_fields]
+        named += [(f"fields.{key}", name) for key, name in columns.fields.items()]
+        for key, name in named:
+            if isinstance(name, str):
                 keys.setdefault(name, []).append(f"source.columns.{key}")
         names = ", ".join(f"{name!r} ({', '.join(keys.get(name, []))})" for name in missing)
         shown = ", ".join(repr(name) for name in header[:_HEADER_SHOWN])

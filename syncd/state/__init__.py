@@ -21,11 +21,12 @@ sqlite-utils or plain sqlite3, on the one connection:
   imports, and a cycle on a current state (no migration) never needs it.
 """
 
-from syncd.state._journal import Failure, Intent, Journal, Outcome
+from syncd.state._journal import SENT_UNANSWERED, Failure, Intent, Journal, Outcome
 from syncd.state._lock import StateLock
 from syncd.state._store import LastRead, State, StoredBlock, iso, parse_iso, utcnow
 
 __all__ = [
+    "SENT_UNANSWERED",
     "Failure",
     "Intent",
     "Journal",

@@ -30,6 +30,8 @@ class Intent(NamedTuple):
     local_part: str
     first_name: str
     last_name: str
+    # The mail domain it is sent to ("": the journal's default domain).
+    domain: str = ""
 
 
 class Outcome(NamedTuple):
@@ -57,6 +59,8 @@ class Failure:
     next_attempt_at: datetime | None
     code: str
     message: str
+    # The mail domain it was to be created in (None: the journal's default domain).
+    domain: str | None = None
 
 
 # ``last_code`` of a person whose create was sent (or may have been: a crash) but never answered,
@@ -65,13 +69,15 @@ class Failure:
 # local_part: an intent for another address drops it.
 SENT_UNANSWERED = "sent_unanswered"
 _OTHER_ADDRESS_THAN_UNANSWERED = (
-    f"mailboxes.last_code = '{SENT_UNANSWERED}' AND mailboxes.local_part IS NOT excluded.local_part"
+    f"mailboxes.last_code = '{SENT_UNANSWERED}' AND (mailboxes.local_part IS NOT "
+    "excluded.local_part OR mailboxes.domain IS NOT excluded.domain)"
 )
 
 _INTENT_SQL = (
     "INSERT INTO mailboxes (anchor, state, local_part, domain, first_name, last_name, batch_id, "
     "updated_at) VALUES (?, 'intent', ?, ?, ?, ?, ?, ?) ON CONFLICT(anchor) DO UPDATE SET "
-    "state = 'intent', local_part = excluded.local_part, first_name = excluded.first_name, "
+    "state = 'intent', local_part = excluded.local_part, domain = excluded.domain, "
+    "first_name = excluded.first_name, "
     "last_name = excluded.last_name, batch_id = excluded.batch_id, "
     "updated_at = excluded.updated_at, "
     f"last_code = CASE WHEN {_OTHER_ADDRESS_THAN_UNANSWERED} THEN NULL "
@@ -99,8 +105,11 @@ _FAILED_SQL = (
     "INSERT INTO mailboxes (anchor, state, local_part, domain, first_name, last_name, "
     "attempts, first_failed_at, next_attempt_at, last_code, last_message, "
     "failed_digest, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT(anchor) DO UPDATE SET state = excluded.state, "
-    "attempts = excluded.attempts, first_failed_at = excluded.first_failed_at, "
+    "ON CONFLICT(anchor) DO UPDATE SET state = excluded.state, domain = excluded.domain, "
+    # Another domain than the row's (re-routed before any mailbox existed): its address there.
+    "local_part = CASE WHEN mailboxes.domain IS NOT excluded.domain THEN excluded.local_part "
+    "ELSE mailboxes.local_part END, attempts = excluded.attempts, "
+    "first_failed_at = excluded.first_failed_at, "
     "next_attempt_at = excluded.next_attempt_at, last_code = excluded.last_code, "
     "last_message = excluded.last_message, failed_digest = excluded.failed_digest, "
     "updated_at = excluded.updated_at"
@@ -108,24 +117,30 @@ _FAILED_SQL = (
 
 
 class Journal:
-    """The state writes of one cycle's provisioning in ``domain``, stamped ``now``."""
+    """The state writes of one cycle's provisioning, stamped ``now``; ``domain`` is the domain
+    of the writes that name none (the config's default domain)."""
 
     def __init__(self, state: State, domain: str, now: datetime) -> None:
         self.state = state
         self.domain = domain
         self.stamp = iso(now)
 
-    def address(self, local_part: str) -> str:
-        return f"{local_part}@{self.domain}"
+    def address(self, local_part: str, domain: str | None = None) -> str:
+        return f"{local_part}@{domain or self.domain}"
 
     def open_intents(self) -> list[Intent]:
-        """The intents an interrupted cycle left behind."""
+        """The intents an interrupted cycle left behind, each with the domain it was sent to."""
         rows = self.state.query(
-            "SELECT anchor, local_part, first_name, last_name FROM mailboxes WHERE state = 'intent'"
+            "SELECT anchor, local_part, first_name, last_name, domain FROM mailboxes "
+            "WHERE state = 'intent'"
         )
         return [
             Intent(
-                row["anchor"], row["local_part"], row["first_name"] or "", row["last_name"] or ""
+                row["anchor"],
+                row["local_part"],
+                row["first_name"] or "",
+                row["last_name"] or "",
+                row["domain"] or self.domain,
             )
             for row in rows
         ]
@@ -134,7 +149,7 @@ class Journal:
         """Journal a batch as intents and issue their addresses. ``reissued``: the local parts
         among them whose earlier holder's reservation ended (their history is kept)."""
         conn, stamp = self.state.conn, self.stamp
-        issued = [(self.address(i.local_part), i.anchor, stamp) for i in batch]
+        issued = [(self.address(i.local_part, i.domain), i.anchor, stamp) for i in batch]
         again = [
             (stamp, address, i.anchor)
             for (address, _, _), i in zip(issued, batch, strict=True)
@@ -146,7 +161,15 @@ class Journal:
         conn.executemany(
             _INTENT_SQL,
             [
-                (i.anchor, i.local_part, self.domain, i.first_name, i.last_name, batch_id, stamp)
+                (
+                    i.anchor,
+                    i.local_part,
+                    i.domain or self.domain,
+                    i.first_name,
+                    i.last_name,
+                    batch_id,
+                    stamp,
+                )
                 for i in batch
             ],
         )
@@ -186,22 +209,23 @@ class Journal:
             ),
         )
 
-    def sent_unanswered(self, anchor: str, local_part: str) -> bool:
+    def sent_unanswered(self, anchor: str, local_part: str, domain: str | None = None) -> bool:
         """Whether an earlier request of ours for this person at this address went unanswered
         (see :meth:`pending`): then a mailbox found there now may be the one it created."""
         row = self.state.conn.execute(
-            "SELECT 1 FROM mailboxes WHERE anchor = ? AND local_part = ? AND last_code = ?",
-            (anchor, local_part, SENT_UNANSWERED),
+            "SELECT 1 FROM mailboxes WHERE anchor = ? AND local_part = ? AND domain = ? "
+            "AND last_code = ?",
+            (anchor, local_part, domain or self.domain, SENT_UNANSWERED),
         ).fetchone()
         return row is not None
 
-    def collision(self, anchor: str, local_part: str) -> None:
+    def collision(self, anchor: str, local_part: str, domain: str | None = None) -> None:
         """Someone else holds this address on Hybridbox: never offer it again, and let the
         person get another one."""
         self.state.conn.execute(
             "INSERT INTO addresses (address, anchor, status, issued_at) VALUES (?, NULL, "
             "'taken', ?) ON CONFLICT(address) DO UPDATE SET anchor = NULL, status = 'taken'",
-            (self.address(local_part), self.stamp),
+            (self.address(local_part, domain), self.stamp),
         )
         self.state.conn.execute(
             # An unanswered request's mark belongs to the address given up here.
@@ -229,7 +253,7 @@ class Journal:
                 f.anchor,
                 f.state,
                 f.local_part,
-                self.domain,
+                f.domain or self.domain,
                 f.first_name,
                 f.last_name,
                 f.attempts,

@@ -158,4 +158,18 @@ def _scan(db: Database) -> None:
     _table(db, "runs").add_column("scan", str)
 
 
-MIGRATIONS: list[Migration] = [_initial, _address_history, _blocks, _scan]
+def _domains(db: Database) -> None:
+    """5: several mail domains (``hybridbox.domains``): ``people.domain``, the domain the last
+    read routed each person to. A mailbox keeps the domain it was created in (``mailboxes.domain``,
+    there since the first schema, as every address in ``addresses`` has its domain), so people
+    provisioned before keep their mailbox where it is: they start with its domain, and a later
+    read that routes them elsewhere is a move to report, never a second mailbox. The others have
+    NULL until the next read routes them."""
+    _table(db, "people").add_column("domain", str)
+    db.execute(
+        "UPDATE people SET domain = (SELECT m.domain FROM mailboxes m "
+        "WHERE m.anchor = people.anchor AND m.state IN ('created', 'adopted'))"
+    )
+
+
+MIGRATIONS: list[Migration] = [_initial, _address_history, _blocks, _scan, _domains]

@@ -85,6 +85,9 @@ _LEAVING = "(p.disabled = 1 OR p.missing_count > 0)"
 # also matches _LEAVING).
 _LEAVER = "(p.disabled = 1 OR p.missing_count >= ?)"
 
+# The migration that gave people their routed domain (people.domain): several mail domains.
+_DOMAINS_MIGRATION = 5
+
 # A mailbox ``m`` that exists on Hybridbox.
 _HAS_MAILBOX = "m.state IN ('created', 'adopted')"
 
@@ -815,6 +818,23 @@ class State:
                 f"WHERE {_LEAVING} AND {_LEAVER} AND {_HAS_MAILBOX} "
                 "ORDER BY p.last_seen, p.anchor",
                 (leaver_after_missing,),
+            )
+        )
+
+    def moves(self) -> list[dict[str, Any]]:
+        """The people whose mailbox is in another domain than the last read routed them to
+        (``hybridbox.domains``): they keep it, since Hybridbox cannot move a mailbox; an
+        administrator decides. A state from before migration 5 (read-only, so not migrated)
+        has none."""
+        if self.schema_version() < _DOMAINS_MIGRATION:
+            return []
+        return list(
+            self.db.query(
+                "SELECT p.anchor, p.first_name, p.last_name, m.local_part, "
+                "m.domain AS mailbox_domain, p.domain AS new_domain, m.mailbox_id, p.last_seen "
+                "FROM people p CROSS JOIN mailboxes m ON m.anchor = p.anchor "
+                f"WHERE p.domain IS NOT NULL AND p.domain != m.domain AND {_HAS_MAILBOX} "
+                "ORDER BY p.anchor"
             )
         )
 

@@ -66,6 +66,7 @@ def test_plan_reads_a_state_from_an_older_syncd_without_migrating_it(site: Site)
         conn.execute("ALTER TABLE people DROP COLUMN block")
         conn.execute("ALTER TABLE people DROP COLUMN open")
         conn.execute("ALTER TABLE runs DROP COLUMN scan")  # and migration 4's
+        conn.execute("ALTER TABLE people DROP COLUMN domain")  # and migration 5's
         conn.execute("PRAGMA user_version=2")
     site.write_people(people(4))
     result = site.syncd("plan")

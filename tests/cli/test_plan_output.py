@@ -142,7 +142,7 @@ def test_a_create_with_every_candidate_taken_says_so(site: Site) -> None:
 
     (row,) = plan_json(site)
     assert row["anchor"] == "E9" and row["address"] is None and row["provisional"] is None
-    assert row["detail"].startswith("no free address: every candidate is taken")
+    assert row["detail"].startswith("no free address in example.com: every candidate is taken")
     assert "no_address=1" in site.syncd("plan", "--summary").stdout
     assert site.syncd("apply").returncode == EX_CHANGES  # exit 1: one person failed
     assert site.mailbox_states()["E9"] == "quarantined"  # as plan said
@@ -151,7 +151,7 @@ def test_a_create_with_every_candidate_taken_says_so(site: Site) -> None:
 def test_a_scheduled_hire_has_no_address_yet(site: Site) -> None:
     site.write_people([Row("E1", "Ada", "Lovelace", start="2027-03-01")])
     (row,) = plan_json(site, env={"SYNCD_TODAY": "2026-12-01"})
-    assert row["action"] == "scheduled" and row["detail"] == "due 2027-02-22"
+    assert row["action"] == "scheduled" and row["detail"] == "due 2027-02-22, in example.com"
     assert row["address"] is None and row["provisional"] is None and row["locator"] == "line 2"
 
 

@@ -47,3 +47,19 @@ def test_fewer_fresh_items_than_announced_end_the_queue() -> None:
     queue = Queue(items("A", "B"), total=3)
     assert anchors(queue.take(5)) == ["A", "B"]
     assert queue.empty() and queue.take(5) == []
+
+
+def test_every_batch_is_of_one_domain_and_full_while_its_domain_has_people() -> None:
+    # A bulk request carries one domain: people of three domains, interleaved in the source.
+    domains = ["a.test", "b.test", "a.test", "c.test", "a.test", "b.test", "a.test"]
+    fresh = (Item(Person(f"P{i}", "Ann", "Lee"), domain=d) for i, d in enumerate(domains))
+    queue = Queue(fresh, total=len(domains))
+    first = queue.take(3)
+    assert anchors(first) == ["P0", "P2", "P4"] and {i.domain for i in first} == {"a.test"}
+    # P0 comes back (a lost answer): it goes first, with its domain's next fresh one.
+    queue.push_front([first[0]])
+    assert anchors(queue.take(3)) == ["P0", "P6"]
+    # Nothing fresh is left: the fullest bucket, then the other.
+    assert anchors(queue.take(3)) == ["P1", "P5"]
+    assert anchors(queue.take(3)) == ["P3"]
+    assert queue.empty() and queue.take(3) == []

@@ -17,6 +17,7 @@ from syncd.config import CsvSource, SyncConfig
 from syncd.cycle import _candidates as candidates_module
 from syncd.cycle._candidates import candidates, plan_and_queue, queued_creates, refresh_open
 from syncd.cycle._plan import Plan, Policy
+from syncd.cycle._route import Router
 from syncd.cycle._stage import record_read, stage_source
 from syncd.model import ReadReport
 from syncd.source.csv import CsvReader
@@ -52,9 +53,9 @@ def write_export(path: Path, people: list[tuple[str, str, str, str]]) -> CsvRead
 def read_and_plan(state: State, source: CsvReader) -> Plan:
     """Stage a read and plan it, as the apply cycle does before it provisions."""
     report = ReadReport()
-    stage_source(state, source, report)
+    stage_source(state, source, report, routing=Router("example.com"))
     refresh_open(state, POLICY, everyone=True)
-    the_plan = plan_and_queue(state, POLICY, TODAY, NOW)
+    the_plan = plan_and_queue(state, POLICY, TODAY, NOW, default_domain="example.com")
     record_read(state, report, NOW, POLICY)
     return the_plan
 
@@ -77,11 +78,11 @@ def test_a_first_read_queues_everyone_due_in_read_order(
     the_plan = read_and_plan(state, write_export(tmp_path / "hr.csv", PEOPLE))
     assert (the_plan.create_count, the_plan.scheduled_count, the_plan.new_creates) == (4, 1, 4)
     assert not the_plan.creates, "apply plans count; the queue holds the people"
-    queued = [(person.anchor, issued) for person, issued in queued_creates(state)]
+    queued = [(person.anchor, issued) for person, issued, _ in queued_creates(state)]
     assert queued == [("E1", None), ("E2", None), ("E4", None), ("E5", None)]
     # Handed over a chunk at a time, the queue is the same.
     monkeypatch.setattr(candidates_module, "STAGE_CHUNK", 3)
-    assert [person.anchor for person, _ in queued_creates(state)] == ["E1", "E2", "E4", "E5"]
+    assert [person.anchor for person, _, _ in queued_creates(state)] == ["E1", "E2", "E4", "E5"]
 
 
 def test_an_unchanged_read_looks_only_at_people_whose_mailbox_is_not_settled(
@@ -100,7 +101,7 @@ def test_an_unchanged_read_looks_only_at_people_whose_mailbox_is_not_settled(
     refresh_open(state, POLICY, everyone=True)
     the_plan = read_and_plan(state, source)
     assert (the_plan.create_count, the_plan.retry_count, the_plan.scheduled_count) == (0, 1, 1)
-    assert [(p.anchor, issued) for p, issued in queued_creates(state)] == [("E5", "eve.poe")]
+    assert [(p.anchor, issued) for p, issued, _ in queued_creates(state)] == [("E5", "eve.poe")]
     # Nobody with a settled mailbox is even looked at: only the scheduled and the retry.
     looked_at = [person.anchor for person, _ in candidates(state, POLICY)]
     assert looked_at == ["E3", "E5"]

@@ -47,8 +47,9 @@ class _Cycle:
         self.state = state
         self.journal = Journal(state, "example.com", NOW)
         self.counters: Counter[str] = Counter()
+        allocator = Allocator(config, state, NOW)
         self.outcomes = Outcomes(
-            config, self.journal, Allocator(config, state, NOW), NOW, self.counters
+            config, self.journal, lambda _domain: allocator, NOW, self.counters
         )
 
     def send(self, item: Item) -> None:

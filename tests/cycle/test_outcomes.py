@@ -37,7 +37,8 @@ def setup(tmp_path: Path) -> tuple[State, Outcomes, Counter[str]]:
     state = State(tmp_path / "state.db")
     journal = Journal(state, "example.com", NOW)
     counters: Counter[str] = Counter()
-    outcomes = Outcomes(config, journal, Allocator(config, state, NOW), NOW, counters)
+    allocator = Allocator(config, state, NOW)
+    outcomes = Outcomes(config, journal, lambda _domain: allocator, NOW, counters)
     with state.transaction():
         journal.intents([Intent("E1", "ada.lovelace", "Ada", "Lovelace")], "b1", reissued=())
     return state, outcomes, counters

@@ -14,7 +14,7 @@ repository's virtualenv (nothing is installed). The HR export and the config are
    the first Ada moves to ``address_history``; at schema 1 (no reservations end yet) E5 gets
    ``ada.lovelace2``. E4 is not due yet, so stays ``failed``.
 
-The fixtures (``PRAGMA user_version`` in brackets; today's syncd has 4 migrations):
+The fixtures (``PRAGMA user_version`` in brackets; today's syncd has 5 migrations):
 
 - ``state-v1-1f31b51.db`` [1]: 1f31b51, the last commit before migration 2 (and the first with
   both ``apply`` and the emulator). Opening it runs migrations 2 and 3.
@@ -22,9 +22,14 @@ The fixtures (``PRAGMA user_version`` in brackets; today's syncd has 4 migration
   with ``address_history``, so the oldest with a history entry. Opening it runs migration 3.
 - ``state-v3-6776a3d.db`` [3]: 6776a3d, the last commit before migration 4 (``runs.scan``).
   Opening it runs migration 4.
-- ``state-v4-issue19.db`` [4]: the schema of today's syncd, made fresh by the code that added
-  migration 4 (issue 19, delta reads), from its working tree before it was committed (no commit
-  to check out: ``None`` below): the reference the migrated and the fresh schemas are held to.
+- ``state-v4-issue19.db`` [4]: made by the code that added migration 4 (issue 19, delta reads),
+  from its working tree before it was committed; 8c28ef6 is that commit, the last before
+  migration 5. Opening it runs migration 5. It is also the single-domain state that
+  tests/state/test_old_states.py routes to several domains.
+- ``state-v5-issue18.db`` [5]: the schema of today's syncd, made fresh by the code that added
+  migration 5 (issue 18, several mail domains), from its working tree before it was committed
+  (no commit to check out: ``None`` below): the reference the migrated and the fresh schemas are
+  held to.
 
 Run from the repository root: ``.venv/bin/python tests/data/make_old_state.py [FILE ...]`` (all
 of them when none is named). It overwrites the fixtures; their timestamps are those of the run.
@@ -55,7 +60,8 @@ FIXTURES: dict[str, str | None] = {
     "state-v1-1f31b51.db": "1f31b51b8bd253d66afa46c954363e3c70f08a31",
     "state-v2-9376d38.db": "9376d38aec4d57176f909675a05988acfc5941a6",
     "state-v3-6776a3d.db": "6776a3dac6a2a37e04042921ddd7c8960cddeddc",
-    "state-v4-issue19.db": None,
+    "state-v4-issue19.db": "8c28ef6c7d1d2e36284b7277aa08388b5c24a824",
+    "state-v5-issue18.db": None,
 }
 TOKEN = "old-state-fixture-token"
 LISTENING_PREFIX = "hybridbox-emulator listening on "  # the same in all three commits

@@ -542,3 +542,28 @@ def test_the_demo_export_reads_as_the_demo_needs(caplog: pytest.LogCaptureFixtur
 def test_the_demo_rows_are_deterministic() -> None:
     assert sample_rows() == sample_rows()
     assert sample_rows(seed=1) != sample_rows()
+
+
+# --------------------------------------------------------------------------------- fields
+
+
+def test_fields_are_read_trimmed_and_count_as_a_change_of_the_person(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER + "E1,Ada,Lovelace,,,active, Research \nE2,Alan,Turing,,,,\n")
+    columns = {**COLUMNS, "fields": {"department": "department"}}
+    people, report = read_all(make_reader(path, columns=columns))
+    assert report.complete
+    assert [p.fields for p in people] == [(("department", "Research"),), (("department", ""),)]
+    # Without fields the digest is what it always was; a department change changes it.
+    plain, _ = read_all(make_reader(path))
+    assert plain[0].fields == () and plain[0].digest != people[0].digest
+    moved = write(tmp_path, HEADER + "E1,Ada,Lovelace,,,active,Sales\n", "moved.csv")
+    (after,), _ = read_all(make_reader(moved, columns=columns))
+    assert after.digest != people[0].digest
+
+
+def test_a_missing_field_column_names_its_key(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER + "E1,Ada,Lovelace,,,active,R\n")
+    columns = {**COLUMNS, "fields": {"country": "Country"}}
+    with pytest.raises(SourceDataError) as error:
+        read_all(make_reader(path, columns=columns))
+    assert "'Country' (source.columns.fields.country)" in str(error.value)

@@ -146,3 +146,44 @@ def test_the_cli_reports_an_old_state_and_cycles_on_it(site: Site, old_state: Pa
     assert not _imported("sqlite_utils", steady.stderr)  # a current state: nothing to migrate
     assert set(site.mailbox_states().values()) == {"created"}
     assert site.addresses_of()["E4"] == "katherine.johnson"
+
+
+def test_an_old_single_domain_state_keeps_every_mailbox_where_it_is_under_domain_rules(
+    domains_site: Site,
+) -> None:
+    """The state of the last release with one domain (schema 4), opened with three domains
+    routed by department: the mailboxes it recorded stay in example.com; a person the rules now
+    send elsewhere is a move (logged once, listed), never a second mailbox; new people and a
+    failed create go to the domain the rules give them."""
+    site = domains_site
+    single_domain = next(path for path in FIXTURES if _version(path) == len(MIGRATIONS) - 1)
+    site.state_path.parent.mkdir(parents=True)
+    shutil.copyfile(single_domain, site.state_path)
+    site.configure(sync={"leaver_after_missing": 1}, addresses={"reserve_days": 0})
+    site.write_people([Row("E2", "Alan", "Turing", status="left"),
+                       Row("E3", "Grace", "Hopper", department="Research"),
+                       Row("E4", "Katherine", "Johnson", department="Vertrieb"),
+                       Row("E5", "Ada", "Lovelace"),
+                       Row("E6", "Mary", "Jackson", department="Research")])  # fmt: skip
+    result = site.syncd("apply")
+    assert result.returncode == EX_OK, result.stderr
+    assert _version(site.state_path) == len(MIGRATIONS)
+    assert site.full_addresses_of() == {
+        "E1": "ada.lovelace@example.com",  # a leaver's mailbox stays recorded
+        "E2": "alan.turing@example.com",
+        "E3": "grace.hopper@example.com",  # provisioned before: kept where it is
+        "E4": "katherine.johnson@example.de",  # its create had failed: made where routed now
+        "E5": "ada.lovelace@example.com",
+        "E6": "mary.jackson@labs.example.com",
+    }
+    # Only the two new mailboxes were made (this emulator never had the old ones).
+    assert sorted(m["primary_email"] for m in site.emulator.mailboxes()) == [
+        "katherine.johnson@example.de",
+        "mary.jackson@labs.example.com",
+    ]
+    changed = site.log_events("person.domain_changed")
+    assert len(changed) == 1 and "anchor=E3" in changed[0]
+    assert "mailbox_domain=example.com" in changed[0]
+    assert "new_domain=labs.example.com" in changed[0]
+    moves = _report(site, "moves")
+    assert [(m["anchor"], m["address"]) for m in moves] == [("E3", "grace.hopper@example.com")]

@@ -16,9 +16,9 @@ from syncd.state import State
 from syncd.state._schema import MIGRATIONS, Migration
 from tests.state.schema_facts import normal_sql, schema_of
 
-# The state file made by the code that added the last migration (issue 19), whose schema today's
+# The state file made by the code that added the last migration (issue 18), whose schema today's
 # migrations must make: how it was made is in tests/data/make_old_state.py.
-PREVIOUS_RELEASE = Path(__file__).resolve().parents[1] / "data" / "state-v4-issue19.db"
+PREVIOUS_RELEASE = Path(__file__).resolve().parents[1] / "data" / "state-v5-issue18.db"
 
 
 def test_a_fresh_state_has_the_schema_the_previous_release_made(tmp_path: Path) -> None:

@@ -326,6 +326,24 @@ def emulator(emulator_session: RunningEmulator) -> RunningEmulator:
     return emulator_session
 
 
+@pytest.fixture(scope="session")
+def domains_emulator_session() -> Iterator[RunningEmulator]:
+    """One emulator serving three domains for the whole session (see ``domains_emulator``)."""
+    with RunningEmulator(domains=("example.com", "labs.example.com", "example.de")) as running:
+        yield running
+
+
+@pytest.fixture
+def domains_emulator(domains_emulator_session: RunningEmulator) -> RunningEmulator:
+    """The session's three-domain emulator, reset to empty with no faults and zero counters."""
+    running = domains_emulator_session
+    if running.process is None or running.process.poll() is not None:
+        running.stop()
+        running.start()
+    running.reset()
+    return running
+
+
 MakeEmulator = Callable[..., RunningEmulator]
 
 

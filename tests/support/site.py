@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     from tests.support.emulator import RunningEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-COLUMNS = ["employee_id", "first_name", "last_name", "email", "start_date", "status"]
+COLUMNS = ["employee_id", "first_name", "last_name", "email", "start_date", "status", "Department"]
+# The domains of the three-domain sites (``domains_site``): people of the Research or Labs
+# department get their mailbox in labs.example.com, Vertrieb in example.de, everyone else in
+# example.com. The rules as README shows them, on a Department column.
+DOMAINS = ("example.com", "labs.example.com", "example.de")
+DOMAIN_RULES = [
+    {"domain": "labs.example.com", "when": {"department": ["Research", "Labs"]}},
+    {"domain": "example.de", "when": {"department": ["Vertrieb"]}},
+]
 
 
 @dataclass
@@ -36,9 +44,13 @@ class Row:
     email: str = ""
     start: str = ""
     status: str = "active"
+    department: str = ""
 
     def cells(self) -> list[str]:
-        return [self.anchor, self.first, self.last, self.email, self.start, self.status]
+        return [
+            self.anchor, self.first, self.last, self.email, self.start, self.status,
+            self.department,
+        ]  # fmt: skip
 
 
 def people(n: int, prefix: str = "E") -> list[Row]:
@@ -91,6 +103,11 @@ class Site:
             self.settings.setdefault(name, {}).update(values)
         self.write_config()
 
+    def route_by_department(self) -> None:
+        """Read the Department column as the field ``department`` and route by DOMAIN_RULES."""
+        self.settings["source"]["columns"]["fields"] = {"department": "Department"}
+        self.configure(hybridbox={"domains": DOMAIN_RULES})
+
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.settings, sort_keys=False))
 
@@ -127,6 +144,15 @@ class Site:
     def mailbox_states(self) -> dict[str, str]:
         with self.db() as conn:
             return dict(conn.execute("SELECT anchor, state FROM mailboxes").fetchall())
+
+    def full_addresses_of(self) -> dict[str, str]:
+        """anchor → full address of every created or adopted mailbox."""
+        with self.db() as conn:
+            rows = conn.execute(
+                "SELECT anchor, local_part || '@' || domain FROM mailboxes "
+                "WHERE state IN ('created', 'adopted')"
+            )
+            return dict(rows.fetchall())
 
     def addresses_of(self) -> dict[str, str]:
         """anchor → local part of every created or adopted mailbox."""
