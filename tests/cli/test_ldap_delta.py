@@ -88,8 +88,7 @@ def add_person(server: Slapd, uid: str, given: str, surname: str) -> str:
 
 
 def rename(server: Slapd, person: SamplePerson, surname: str) -> None:
-    with admin(server) as connection:
-        connection.modify(person.dn, {"sn": [(ldap3.MODIFY_REPLACE, [surname])]})
+    server.modify(person.dn, sn=surname)
 
 
 def enabled(server: Slapd) -> list[SamplePerson]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import uuid
 
-import ldap3
 import pytest
 
 from syncd.exit_codes import EX_OK
@@ -79,15 +78,7 @@ def test_openldap_people_are_routed_by_an_attribute_and_a_change_keeps_the_mailb
         "jonas.weber@example.de",
     ]
 
-    with ldap3.Connection(
-        ldap3.Server(server.url, get_info=ldap3.NONE),
-        server.root_dn,
-        server.root_password,
-        auto_bind=True,
-    ) as connection:
-        connection.modify(
-            f"uid=ida,{PEOPLE_DN}", {"departmentNumber": [(ldap3.MODIFY_REPLACE, ["Vertrieb"])]}
-        )
+    server.modify(f"uid=ida,{PEOPLE_DN}", departmentNumber="Vertrieb")
     summary = _apply(site)
     assert "scan=delta" in summary  # the change came with a delta read
     _apply(site)

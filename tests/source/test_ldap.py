@@ -458,16 +458,6 @@ def csn_of(server: Slapd, dn: str, attribute: str = "entryCSN") -> list[str]:
         return sorted(v.decode() for v in connection.response[0]["raw_attributes"][attribute])
 
 
-def modify(server: Slapd, dn: str, **values: str) -> None:
-    with ldap3.Connection(
-        ldap3.Server(server.url, get_info=ldap3.NONE),
-        server.root_dn,
-        server.root_password,
-        auto_bind=True,
-    ) as connection:
-        connection.modify(dn, {k: [(ldap3.MODIFY_REPLACE, [v])] for k, v in values.items()})
-
-
 def read_since(config: LdapSource, since: Watermark | None) -> tuple[list[Person], ReadReport]:
     report = ReadReport(since=since)
     return list(reader(config).read(report)), report
@@ -488,7 +478,7 @@ def test_without_contextcsn_the_watermark_comes_from_the_entries_one_read_behind
     assert full.watermark.seen == newest
     assert full.watermark.value < newest
 
-    modify(server, people[3].dn, sn="Neu")
+    server.modify(people[3].dn, sn="Neu")
     changed, first = read_since(config, full.watermark)
     assert first.delta and first.complete
     assert "Neu" in {p.last_name for p in changed}
@@ -510,14 +500,14 @@ def test_with_syncprov_the_watermark_is_the_context_csn_read_before_the_search(
     people = make_people(20, seed=32)
     server = slapd_factory(people=people, overlays=("syncprov",))
     config = source_for(server, monkeypatch)()
-    modify(server, people[0].dn, sn="Vorher")  # syncprov keeps contextCSN from the first write
+    server.modify(people[0].dn, sn="Vorher")  # syncprov keeps contextCSN from the first write
     (context,) = csn_of(server, server.base_dn, "contextCSN")
 
     _, full = read_since(config, None)
     assert full.watermark is not None
     assert (full.watermark.value, full.watermark.seen) == (context, "")
 
-    modify(server, people[5].dn, sn="Nachher")
+    server.modify(people[5].dn, sn="Nachher")
     changed, delta = read_since(config, full.watermark)
     assert delta.delta and delta.complete
     # The boundary entry (its CSN is the contextCSN) and the one changed since.

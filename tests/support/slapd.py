@@ -329,6 +329,19 @@ class Slapd:
             process.kill()
             process.wait(timeout)
 
+    def modify(self, dn: str, **values: str) -> None:
+        """Replace attributes of an entry, as the root DN (a change an administrator makes)."""
+        import ldap3
+
+        with ldap3.Connection(
+            ldap3.Server(self.url, get_info=ldap3.NONE),
+            self.root_dn,
+            self.root_password,
+            auto_bind=True,
+            raise_exceptions=True,
+        ) as connection:
+            connection.modify(dn, {k: [(ldap3.MODIFY_REPLACE, [v])] for k, v in values.items()})
+
     def __enter__(self) -> Slapd:
         self.start()
         return self
