@@ -224,7 +224,8 @@ class _Hybridbox:
         pool.shutdown(wait=False)
 
     def any_mailbox(self) -> Mailbox | None:
-        """A mailbox the domain already has, or None (raises what asking raised)."""
+        """A mailbox one of the configured domains already has, or None (raises what asking
+        raised)."""
         if self._any_mailbox is None:
             self.connect()
             assert self._client is not None
