@@ -14,10 +14,8 @@ returns a :class:`CycleResult`. Every cycle that got as far as opening the state
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -196,7 +194,6 @@ class _Hybridbox:
         self.config, self.options, self.now = config, options, now
         self._client: HybridboxClient | None = None
         self._provisioner: Provisioner | None = None
-        self._any_mailbox: Future[Mailbox | None] | None = None
 
     def check_due(self, state: State) -> bool:
         every = self.config.hybridbox.check_every
@@ -210,27 +207,11 @@ class _Hybridbox:
 
             self._client = connect(self.config, self.options.stop)
 
-    def look_ahead(self, state: State) -> None:
-        """On a first run with the connection open, ask Hybridbox on a thread whether a domain
-        already has a mailbox (the first-run guard's question) while the source is read and
-        planned: against a slow Hybridbox the answer would otherwise hold up the first bulk
-        request by a round trip. Asked once; the answer is taken by :meth:`any_mailbox`."""
-        if self._client is None or not _first_run(state):
-            return
-        client, domains = self._client, self.config.hybridbox.all_domains
-        pool = ThreadPoolExecutor(1, thread_name_prefix="syncd-look-ahead")
-        context = contextvars.copy_context()  # log lines keep the cycle id
-        self._any_mailbox = pool.submit(context.run, _first_mailbox, client, domains)
-        pool.shutdown(wait=False)
-
     def any_mailbox(self) -> Mailbox | None:
-        """A mailbox one of the configured domains already has, or None (raises what asking
-        raised)."""
-        if self._any_mailbox is None:
-            self.connect()
-            assert self._client is not None
-            return _first_mailbox(self._client, self.config.hybridbox.all_domains)
-        return self._any_mailbox.result()
+        """A mailbox one of the configured domains already has, or None."""
+        self.connect()
+        assert self._client is not None
+        return _first_mailbox(self._client, self.config.hybridbox.all_domains)
 
     def provisioner(self, state: State) -> Provisioner:
         if self._provisioner is None:
@@ -257,9 +238,6 @@ class _Hybridbox:
         return self._provisioner is not None and self._provisioner.stopped
 
     def close(self) -> None:
-        if self._any_mailbox is not None:
-            # Not closed under the look-ahead's feet; what it raised mattered only if asked.
-            wait([self._any_mailbox])
         if self._client is not None:
             self._client.close()
 
@@ -293,7 +271,6 @@ def _apply(config: Config, options: CycleOptions, cycle_id: str) -> CycleResult:
     try:
         if hybridbox.check_due(state):
             hybridbox.connect()
-        hybridbox.look_ahead(state)
         return _apply_cycle(config, options, cycle_id, state, source, hybridbox, started, now)
     finally:
         hybridbox.close()
