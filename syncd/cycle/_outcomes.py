@@ -70,7 +70,7 @@ class Outcomes:
         assert item.local_part is not None
         anchor, local_part = item.person.anchor, item.local_part
         same_name = mailbox is not None and _same_person(mailbox, item.person)
-        domain = item.domain or None
+        domain = item.domain
         if same_name and (
             origin != "taken" or self.journal.sent_unanswered(anchor, local_part, domain)
         ):
@@ -103,7 +103,7 @@ class Outcomes:
                 log,
                 "intent.resolved" if origin == "intent" else "mailbox.lookup",
                 anchor=item.person.anchor,
-                address=self.journal.address(item.local_part or "", item.domain or None),
+                address=self.journal.address(item.local_part or "", item.domain),
                 # The interrupted request did reach Hybridbox: record it, never send it again.
                 found="this person's mailbox"
                 if origin == "intent"
@@ -138,7 +138,7 @@ class Outcomes:
                 {
                     "anchor": item.person.anchor,
                     "address": mailbox.primary_email
-                    or self.journal.address(item.local_part or "", item.domain or None),
+                    or self.journal.address(item.local_part or "", item.domain),
                     "mailbox_id": mailbox.id,
                 }
                 for item, mailbox in done
@@ -151,7 +151,7 @@ class Outcomes:
         ``namesake``: the mailbox there has this person's names but is none of syncd's
         requests; worth a warning (after an older state was restored it may be theirs, and
         README's recovery section says what to do)."""
-        local_part, domain = item.local_part or "", item.domain or None
+        local_part, domain = item.local_part or "", item.domain
         self.allocators(item.domain).note_taken(local_part)
         self.journal.collision(item.person.anchor, local_part, domain)
         if not namesake:
@@ -209,9 +209,7 @@ class Outcomes:
             "mailbox.quarantined" if decision.state == "quarantined" else "mailbox.failed",
             logging.WARNING,
             anchor=anchor,
-            address=self.journal.address(item.local_part, item.domain or None)
-            if item.local_part
-            else None,
+            address=self.journal.address(item.local_part, item.domain) if item.local_part else None,
             # Without an address, the domain it was to be created in.
             domain=None if item.local_part else (item.domain or self.journal.domain),
             code=code,

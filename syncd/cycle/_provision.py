@@ -96,11 +96,6 @@ class Provisioner:
         self.journal = Journal(state, self.domain, now)
         self.outcomes = Outcomes(config, self.journal, self.allocator_for, now, self.counters)
 
-    @property
-    def allocator(self) -> Allocator:
-        """The default domain's allocator."""
-        return self.allocator_for("")
-
     def allocator_for(self, domain: str) -> Allocator:
         """The allocator of ``domain`` ("": the default domain)."""
         domain = domain or self.domain
@@ -147,7 +142,7 @@ class Provisioner:
                 with self.state.transaction():
                     for intent, mailbox in zip(chunk, found, strict=True):
                         person = Person(intent.anchor, intent.first_name, intent.last_name)
-                        item = Item(person, intent.local_part, intent.domain)
+                        item = Item(person, intent.local_part, intent.domain or self.domain)
                         self.outcomes.settle(item, mailbox, origin="intent")
                 self._heartbeat()
 
@@ -178,8 +173,13 @@ class Provisioner:
         self._expected = total
         for allocator in self.allocators.values():
             allocator.preload(total)
+        # Each item's domain spelled out here, so that what follows never has to default it.
         queue = Queue(
-            (Item(person, local_part, domain) for person, local_part, domain in todo), total
+            (
+                Item(person, local_part, domain or self.domain)
+                for person, local_part, domain in todo
+            ),
+            total,
         )
         flow = self.client.flow
         started = last_progress = time.monotonic()
@@ -343,7 +343,7 @@ class Provisioner:
             NewMailbox(i.person.first_name, i.person.last_name, i.local_part or "") for i in batch
         ]
         try:
-            return Answer(sent=self.client.send_bulk(batch[0].domain or self.domain, items))
+            return Answer(sent=self.client.send_bulk(batch[0].domain, items))
         except OutcomeUnknown as exc:
             return Answer(unknown=exc, lookups=self._lookups(batch, range(len(batch))))
 
@@ -377,9 +377,7 @@ class Provisioner:
         """The mailboxes at these items' addresses (by item index)."""
         client = self.client
         return {
-            index: client.find_by_address(
-                batch[index].local_part or "", batch[index].domain or self.domain
-            )
+            index: client.find_by_address(batch[index].local_part or "", batch[index].domain)
             for index in indexes
             if 0 <= index < len(batch)
         }

@@ -65,9 +65,10 @@ def _allocations(
                     (anchor, iso(now), seen(kind, iso(now)), int(kind != "present")),
                 )
     provisioner = Provisioner(config, state, None, now, CycleOptions())  # type: ignore[arg-type]
+    allocator = provisioner.allocator_for(config.hybridbox.domain)
     if preload:  # as create() does; without it, every batch asks the state
-        provisioner.allocator.preload(len(hires))
-    assert provisioner.allocator.knows_all is preload
+        allocator.preload(len(hires))
+    assert allocator.knows_all is preload
     given: list[str | None] = []
     hopeless: list[str] = []
     for start in range(0, len(hires), 3):
@@ -76,7 +77,7 @@ def _allocations(
             for i, (first, last) in enumerate(hires[start : start + 3])
         ]
         with state.transaction():
-            hopeless += [item.person.anchor for item in provisioner.allocator.allocate(batch)]
+            hopeless += [item.person.anchor for item in allocator.allocate(batch)]
             provisioner._write_intents(batch, "b")
         given += [item.local_part for item in batch]
     history = [
