@@ -73,24 +73,14 @@ def modify(setup: Setup, count: int, round_no: int) -> None:
 
     from tests.support.slapd import PEOPLE_DN
 
-    server = setup.server
-    conn = ldap3.Connection(
-        ldap3.Server(server.url, get_info=ldap3.NONE),
-        server.root_dn,
-        server.root_password,
-        auto_bind=True,
-        raise_exceptions=True,
-    )
     step = max(1, setup.n // count)
-    try:
+    with setup.server.admin() as conn:
         # bench/data.py numbers the people from 1 and names their entries uid=u0000001,...
         for number in range(1 + round_no % step, setup.n + 1, step)[:count]:
             conn.modify(
                 f"uid=u{number:07d},{PEOPLE_DN}",
                 {"sn": [(ldap3.MODIFY_REPLACE, [f"Delta{round_no}x{number}"])]},
             )
-    finally:
-        conn.unbind()
 
 
 def changed_floor_run(setup: Setup, csn: str) -> tuple[float, int]:

@@ -13,7 +13,6 @@ cut off half way is a connection dropped after a few entries, by a proxy in fron
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import uuid
 from contextlib import closing
@@ -26,7 +25,7 @@ import pytest
 from syncd.exit_codes import EX_OK
 from tests.support.ldap_proxy import LdapProxy
 from tests.support.samba import DNS_DOMAIN, DOMAIN_DN, UAC_ACCOUNTDISABLE, SambaAD
-from tests.support.site import Site
+from tests.support.site import Site, log_field
 
 pytestmark = [pytest.mark.samba]
 
@@ -109,12 +108,6 @@ def apply(site: Site, *args: str) -> str:
     return site.log_events("cycle.summary")[-1]
 
 
-def field(line: str, name: str) -> str:
-    match = re.search(rf"\b{name}=(\S+)", line)
-    assert match is not None, (name, line)
-    return match[1]
-
-
 def watermark(site: Site) -> str | None:
     with closing(sqlite3.connect(site.state_path)) as conn:
         row = conn.execute("SELECT value FROM meta WHERE key = 'watermark'").fetchone()
@@ -126,16 +119,16 @@ def test_a_user_added_between_two_delta_cycles_is_created_in_the_second(
 ) -> None:
     use_ad(site, samba_ad, ou)
     first = apply(site)
-    assert (field(first, "scan"), field(first, "read"), field(first, "created")) == (
+    assert (log_field(first, "scan"), log_field(first, "read"), log_field(first, "created")) == (
         "full", str(USERS), str(USERS)
     )  # fmt: skip
     quiet = apply(site)
     # Above the DC's highestCommittedUSN nothing changed: the delta reads no entry at all.
-    assert (field(quiet, "scan"), field(quiet, "read")) == ("delta", "0")
+    assert (log_field(quiet, "scan"), log_field(quiet, "read")) == ("delta", "0")
 
     anchor = ou.add(USERS, "Nora", "Neumann")
     second = apply(site)
-    assert (field(second, "scan"), field(second, "read"), field(second, "created")) == (
+    assert (log_field(second, "scan"), log_field(second, "read"), log_field(second, "created")) == (
         "delta", "1", "1"
     )  # fmt: skip
     assert site.addresses_of()[anchor] == "nora.neumann"
@@ -156,9 +149,9 @@ def test_a_renamed_user_is_planned_and_applied_as_a_rename(
     assert "Given2 Umbenannt" in row and "was Given2 Sur2" in row
 
     summary = apply(site)
-    assert (field(summary, "scan"), field(summary, "read"), field(summary, "renamed")) == (
+    assert [log_field(summary, name) for name in ("scan", "read", "renamed")] == [
         "delta", "1", "1"
-    )  # fmt: skip
+    ]  # fmt: skip
     assert ("Given2", "Umbenannt") in site.remote_names()
 
 
@@ -172,14 +165,14 @@ def test_a_deleted_user_is_missing_only_after_the_next_full_read(
     ou.modify(1, userAccountControl=str(ENABLED | UAC_ACCOUNTDISABLE))
 
     delta = apply(site)
-    assert (field(delta, "scan"), field(delta, "read")) == ("delta", "1")
+    assert (log_field(delta, "scan"), log_field(delta, "read")) == ("delta", "1")
     # The disabled account is in the delta and a leaver at once; the deleted one is not seen.
     (leaver,) = site.log_events("person.leaver")
     assert "first_name=Given1" in leaver and "reason=disabled" in leaver
     assert site.log_events("person.missing") == []
 
     full = apply(site, "--full")
-    assert (field(full, "scan"), field(full, "leavers")) == ("full", "2")
+    assert (log_field(full, "scan"), log_field(full, "leavers")) == ("full", "2")
     gone = site.log_events("person.leaver")[-1]
     assert "first_name=Given0" in gone and "reason=missing" in gone
 
@@ -191,14 +184,14 @@ def test_a_switch_to_another_dc_url_forces_a_full_read(
         direct = f"ldap://127.0.0.1:{LDAP_PORT}"
         use_ad(site, samba_ad, ou, first.url, direct)
         apply(site)
-        assert field(apply(site), "scan") == "delta"
+        assert log_field(apply(site), "scan") == "delta"
 
         first.stop()
         summary = apply(site)
-    assert (field(summary, "scan"), field(summary, "read")) == ("full", str(USERS))
+    assert (log_field(summary, "scan"), log_field(summary, "read")) == ("full", str(USERS))
     (warning,) = site.log_events("ldap.full_read")
     assert f"another server answered ({direct}; the watermark is from {first.url})" in warning
-    assert field(apply(site), "scan") == "delta"
+    assert log_field(apply(site), "scan") == "delta"
 
 
 def test_a_delta_cut_off_is_incomplete_and_keeps_the_watermark(
@@ -206,7 +199,7 @@ def test_a_delta_cut_off_is_incomplete_and_keeps_the_watermark(
 ) -> None:
     with LdapProxy("127.0.0.1", LDAP_PORT) as proxy:
         use_ad(site, samba_ad, ou, proxy.url)
-        assert field(apply(site), "complete") == "True"
+        assert log_field(apply(site), "complete") == "True"
         kept = watermark(site)
         assert kept is not None
         for n in range(USERS):
@@ -219,6 +212,6 @@ def test_a_delta_cut_off_is_incomplete_and_keeps_the_watermark(
 
         summary = apply(site)
     assert proxy.cuts == 1
-    assert (field(summary, "scan"), field(summary, "complete")) == ("delta", "False")
+    assert (log_field(summary, "scan"), log_field(summary, "complete")) == ("delta", "False")
     assert "lost after 5 entries" in site.log_events("source.incomplete")[-1]
     assert watermark(site) == kept  # the next delta reads these changes again

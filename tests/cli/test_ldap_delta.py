@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from typing import Any
 
 import ldap3
 import pytest
 
 from syncd.exit_codes import EX_OK
-from tests.support.site import Site
+from tests.support.site import Site, log_field
 from tests.support.slapd import SamplePerson, Slapd, SlapdFactory, make_people, requires_slapd
 
 pytestmark = [pytest.mark.slapd, requires_slapd]
@@ -55,32 +54,10 @@ def apply(site: Site, *args: str) -> str:
     return site.log_events("cycle.summary")[-1]
 
 
-def field(line: str, name: str) -> str:
-    match = re.search(rf"\b{name}=(\S+)", line)
-    assert match is not None, (name, line)
-    return match[1]
-
-
-@contextmanager
-def admin(server: Slapd) -> Iterator[ldap3.Connection]:
-    """The directory's root DN, to change entries between cycles."""
-    connection = ldap3.Connection(
-        ldap3.Server(server.url, get_info=ldap3.NONE),
-        server.root_dn,
-        server.root_password,
-        auto_bind=True,
-        raise_exceptions=True,
-    )
-    try:
-        yield connection
-    finally:
-        connection.unbind()
-
-
 def add_person(server: Slapd, uid: str, given: str, surname: str) -> str:
     """Add an entry; its entryUUID (slapd makes one), the person's anchor."""
     dn = f"uid={uid},{server.people_dn}"
-    with admin(server) as connection:
+    with server.admin() as connection:
         connection.add(dn, ["inetOrgPerson"], {"uid": uid, "cn": f"{given} {surname}",
                                                 "givenName": given, "sn": surname})  # fmt: skip
         connection.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["entryUUID"])
@@ -111,15 +88,15 @@ def test_a_user_added_between_two_delta_cycles_is_created_in_the_second(
 ) -> None:
     use_slapd(site, server)
     first = apply(site)
-    assert field(first, "scan") == "full" and field(first, "read") == str(PEOPLE)
+    assert log_field(first, "scan") == "full" and log_field(first, "read") == str(PEOPLE)
     assert len(site.addresses_of()) == len(enabled(server))
     assert 'reason="no watermark stored yet' in site.log_events("source.scan")[-1]
 
     # The first delta after a full read starts a little before the newest change that read saw
     # (all of this directory, just loaded); the next ones start at the newest change, read again.
-    assert field(apply(site), "scan") == "delta"
+    assert log_field(apply(site), "scan") == "delta"
     quiet = apply(site)
-    assert (field(quiet, "scan"), field(quiet, "read"), field(quiet, "created")) == (
+    assert (log_field(quiet, "scan"), log_field(quiet, "read"), log_field(quiet, "created")) == (
         "delta",
         "1",
         "0",
@@ -127,7 +104,7 @@ def test_a_user_added_between_two_delta_cycles_is_created_in_the_second(
 
     anchor = add_person(server, "newhire", "Nora", "Neumann")
     second = apply(site)
-    assert (field(second, "scan"), field(second, "created")) == ("delta", "1")
+    assert (log_field(second, "scan"), log_field(second, "created")) == ("delta", "1")
     assert site.addresses_of()[anchor] == "nora.neumann"
 
     # status says which kind of read the last cycle made, and when the next full one is due.
@@ -152,7 +129,7 @@ def test_a_renamed_user_is_planned_and_applied_as_a_rename(site: Site, server: S
     assert "scan=delta" in plan.stdout
 
     summary = apply(site)
-    assert (field(summary, "scan"), field(summary, "renamed")) == ("delta", "1")
+    assert (log_field(summary, "scan"), log_field(summary, "renamed")) == ("delta", "1")
     assert (person.given_name, "Umbenannt") in site.remote_names()
     (changed,) = site.log_events("person.name_changed")
     assert person.entry_uuid in changed
@@ -163,11 +140,11 @@ def test_a_deleted_user_is_missing_only_after_the_next_full_read(site: Site, ser
     site.configure(sync={"leaver_after_missing": 1})
     apply(site)
     gone = enabled(server)[0]
-    with admin(server) as connection:
+    with server.admin() as connection:
         connection.delete(gone.dn)
 
     delta = apply(site)
-    assert field(delta, "scan") == "delta"
+    assert log_field(delta, "scan") == "delta"
     # A delta read does not see the deletion, and never counts anyone missing (nor does it
     # trip the source-size guards with its few entries).
     assert site.log_events("person.missing") == site.log_events("person.leaver") == []
@@ -180,7 +157,7 @@ def test_a_deleted_user_is_missing_only_after_the_next_full_read(site: Site, ser
     assert [row.split()[0] for row in rows] == ["missing", "leaver"]
 
     full = apply(site, "--full")
-    assert field(full, "scan") == "full" and field(full, "leavers") == "1"
+    assert log_field(full, "scan") == "full" and log_field(full, "leavers") == "1"
     assert 'reason="asked for (--full)"' in site.log_events("source.scan")[-1]
     (leaver,) = site.log_events("person.leaver")
     assert gone.entry_uuid in leaver and "reason=missing" in leaver
@@ -190,17 +167,17 @@ def test_a_deleted_user_is_missing_only_after_the_next_full_read(site: Site, ser
 def test_full_read_every_expiry_forces_a_full_read(site: Site, server: Slapd) -> None:
     use_slapd(site, server, full_read_every="12h")
     apply(site)
-    assert field(apply(site), "scan") == "delta"
+    assert log_field(apply(site), "scan") == "delta"
     # Half a day later (the state's record of the last full read, moved back).
     with closing(sqlite3.connect(site.state_path)) as conn:
         conn.execute("UPDATE meta SET value = '2020-01-01T00:00:00Z' WHERE key = 'full_read_at'")
         conn.commit()
 
     summary = apply(site)
-    assert field(summary, "scan") == "full" and field(summary, "read") == str(PEOPLE)
+    assert log_field(summary, "scan") == "full" and log_field(summary, "read") == str(PEOPLE)
     reason = site.log_events("source.scan")[-1]
     assert "2020-01-01T00:00:00Z" in reason and "source.full_read_every (12h)" in reason
-    assert field(apply(site), "scan") == "delta"
+    assert log_field(apply(site), "scan") == "delta"
 
 
 def test_a_switch_to_another_server_forces_a_full_read(
@@ -210,14 +187,14 @@ def test_a_switch_to_another_server_forces_a_full_read(
     first, second = slapd_factory(people=people), slapd_factory(people=people)
     use_slapd(site, first, first.url, second.url)
     apply(site)
-    assert field(apply(site), "scan") == "delta"
+    assert log_field(apply(site), "scan") == "delta"
 
     first.stop()
     summary = apply(site)
-    assert field(summary, "scan") == "full" and field(summary, "read") == str(PEOPLE)
+    assert log_field(summary, "scan") == "full" and log_field(summary, "read") == str(PEOPLE)
     (warning,) = site.log_events("ldap.full_read")
     assert f"another server answered ({second.url}; the watermark is from {first.url})" in warning
-    assert field(apply(site), "scan") == "delta"  # from the second server's watermark
+    assert log_field(apply(site), "scan") == "delta"  # from the second server's watermark
 
 
 def test_a_delta_cut_off_by_a_size_limit_is_incomplete_and_keeps_the_watermark(
@@ -229,17 +206,17 @@ def test_a_delta_cut_off_by_a_size_limit_is_incomplete_and_keeps_the_watermark(
     server = slapd_factory(people=people)
     use_slapd(site, server, bind_dn=server.limited_reader_dn)
     (site.root / "ldap-password").write_text(server.limited_reader_password)
-    assert field(apply(site), "complete") == "True"
+    assert log_field(apply(site), "complete") == "True"
     watermark = meta(site, "watermark")
     assert watermark is not None
-    with admin(server) as connection:
+    with server.admin() as connection:
         for person in people:
             connection.modify(person.dn, {"title": [(ldap3.MODIFY_REPLACE, ["changed"])]})
     for n in range(60):
         add_person(server, f"extra{n:02d}", "Extra", f"Person{n}")
 
     summary = apply(site)
-    assert (field(summary, "scan"), field(summary, "complete")) == ("delta", "False")
+    assert (log_field(summary, "scan"), log_field(summary, "complete")) == ("delta", "False")
     assert "size limit" in site.log_events("source.incomplete")[-1]
     assert meta(site, "watermark") == watermark  # the next delta reads these changes again
     status = site.syncd("status")

@@ -448,12 +448,7 @@ def test_broken_entries_are_rejected_with_their_dn(
 
 def csn_of(server: Slapd, dn: str, attribute: str = "entryCSN") -> list[str]:
     """An entry's entryCSN (or contextCSN) values, as the root DN reads them."""
-    with ldap3.Connection(
-        ldap3.Server(server.url, get_info=ldap3.NONE),
-        server.root_dn,
-        server.root_password,
-        auto_bind=True,
-    ) as connection:
+    with server.admin() as connection:
         connection.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[attribute])
         return sorted(v.decode() for v in connection.response[0]["raw_attributes"][attribute])
 

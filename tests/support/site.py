@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -56,6 +57,13 @@ class Row:
 def people(n: int, prefix: str = "E") -> list[Row]:
     """``n`` people with distinct, plain names (so every address is predictable)."""
     return [Row(f"{prefix}{i:05d}", f"First{i}", f"Last{i}") for i in range(1, n + 1)]
+
+
+def log_field(line: str, name: str) -> str:
+    """The value of ``name=`` on a log line (up to the next space)."""
+    match = re.search(rf"\b{name}=(\S+)", line)
+    assert match is not None, (name, line)
+    return match[1]
 
 
 class Site:

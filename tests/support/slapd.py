@@ -35,6 +35,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from types import TracebackType
 
+import ldap3
 import pytest
 import trustme
 
@@ -329,17 +330,20 @@ class Slapd:
             process.kill()
             process.wait(timeout)
 
-    def modify(self, dn: str, **values: str) -> None:
-        """Replace attributes of an entry, as the root DN (a change an administrator makes)."""
-        import ldap3
-
-        with ldap3.Connection(
+    def admin(self) -> ldap3.Connection:
+        """A connection as the root DN, bound (for changes an administrator makes); use it in a
+        ``with`` block, which unbinds it."""
+        return ldap3.Connection(
             ldap3.Server(self.url, get_info=ldap3.NONE),
             self.root_dn,
             self.root_password,
             auto_bind=True,
             raise_exceptions=True,
-        ) as connection:
+        )
+
+    def modify(self, dn: str, **values: str) -> None:
+        """Replace attributes of an entry, as the root DN."""
+        with self.admin() as connection:
             connection.modify(dn, {k: [(ldap3.MODIFY_REPLACE, [v])] for k, v in values.items()})
 
     def __enter__(self) -> Slapd:
